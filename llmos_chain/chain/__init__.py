@@ -1,0 +1,1 @@
+"""Chain access: compiler, contract bindings, deployment."""
