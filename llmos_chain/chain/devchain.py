@@ -26,10 +26,12 @@ def is_embedded(w3: Web3) -> bool:
 
 def advance_time(w3: Web3, seconds: int) -> int:
     """Move the chain's clock forward by `seconds` and mine a block; returns the new block's timestamp."""
-    latest = int(w3.eth.get_block("latest")["timestamp"])
     if is_embedded(w3):
         tester = w3.provider.ethereum_tester  # type: ignore[attr-defined]
-        tester.time_travel(latest + seconds)
+        # The pending block may already be ahead of the latest one (eth-tester keeps it across snapshots).
+        pending = int(tester.get_block_by_number("pending")["timestamp"])
+        latest = int(w3.eth.get_block("latest")["timestamp"])
+        tester.time_travel(max(pending, latest) + seconds)
         tester.mine_blocks(1)
     else:
         w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]

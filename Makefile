@@ -1,0 +1,48 @@
+# Everything a fresh clone needs: `make demo` (the end-to-end demo) and `make test` (the whole suite).
+# Both install into .venv/ and node_modules/ on first use; nothing else is needed on the machine
+# beyond python3 (3.11+), node and npm.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench artifacts gas-snapshot clean
+
+setup: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY_STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]" -c constraints.txt
+	touch $@
+
+# The pinned Solidity compiler (solc-js) and anvil. Install scripts are skipped: the anvil binary
+# ships inside its platform package and needs no post-install step.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+demo: setup
+	$(VENV)/bin/llmos demo
+
+# The whole suite, slow tests included (this is what CI runs).
+test: setup
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# The quick loop while developing: everything but the tests marked slow.
+test-fast: setup
+	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/bin/llmos bench gas
+
+# Recompile contracts/ into llmos_chain/chain/artifacts and re-measure the committed gas snapshot.
+artifacts: setup
+	$(PY) scripts/build_contracts.py
+	$(PY) scripts/gas_snapshot.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .hypothesis

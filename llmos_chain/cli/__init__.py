@@ -1,0 +1,1 @@
+"""The `llmos` command line: thin commands that parse, call the library and print (rich or --json)."""

@@ -1,0 +1,31 @@
+"""`llmos bench …`: benchmarks that print their figures beside a baseline."""
+
+from __future__ import annotations
+
+import typer
+
+from llmos_chain.cli.output import console, emit_json, table
+
+app = typer.Typer(help="Benchmarks (each prints a table, or JSON with --json).", no_args_is_help=True)
+
+
+@app.command("gas")
+def gas(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Gas of one job's whole lifecycle (post → assign → grant → submit → accept → withdraw), ETH and ERC-20.
+
+    Measured on a fresh in-process chain; the headline figure is a steady-state job (the second on a
+    deployment), the first job's one-time costs are reported apart. The baseline is the best-known peer
+    marketplace's 730,000–1,800,000 gas per task.
+    """
+    from llmos_chain.bench.gas import CALLS, measure
+
+    result = measure()
+    if json_out:
+        emit_json(result)
+        return
+    rows = [[call, result["calls"][call], result["calls_erc20"][call]] for call in CALLS]
+    rows.append(["total (steady state)", result["total"]["eth"], result["total"]["erc20"]])
+    rows.append(["total (first job)", result["first_job_total"]["eth"], result["first_job_total"]["erc20"]])
+    table("Gas per job lifecycle", ["call", "ETH", "ERC-20"], rows)
+    low, high = result["peer_gas_per_task"]
+    console.print(f"target < {result['target']:,}; best-known peer {low:,}–{high:,} gas per task")

@@ -1,0 +1,50 @@
+"""`llmos deploy`: put the contract suite on a chain and write the deployment file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from llmos_chain.chain.connect import connect
+from llmos_chain.chain.contracts import Sender
+from llmos_chain.chain.deploy import DeployParams, deploy_suite
+from llmos_chain.cli.output import console, emit_json, table
+from llmos_chain.settings import load_settings
+
+
+def deploy(
+    rpc: str = typer.Option(None, "--rpc", help="JSON-RPC URL of the node (env LLMOS_RPC_URL); 'embedded' for a throw-away in-process chain."),
+    out: Path = typer.Option(Path("deployment.json"), "--out", help="Where to write the deployment file."),
+    arbiter: str = typer.Option(None, "--arbiter", help="Dispute arbiter address (default: the deployer)."),
+    collateral_per_gpu: int = typer.Option(10**16, "--collateral-per-gpu", help="Collateral locked per GPU of a job, in wei."),
+    grant_timeout: int = typer.Option(24 * 3600, "--grant-timeout", help="Seconds a data owner has to grant access after assignment."),
+    unbonding_delay: int = typer.Option(7 * 24 * 3600, "--unbonding-delay", help="Seconds between a worker's exit request and its stake withdrawal."),
+    test_token: bool = typer.Option(False, "--test-token", help="Also deploy a freely mintable ERC-20 (dev chains only)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Deploy WorkerRegistry, DatasetRegistry and JobMarket, wire them, and write the deployment file.
+
+    The deployer key comes from LLMOS_PRIVATE_KEY; on a dev chain (embedded, anvil) the first dev account is used.
+    """
+    settings = load_settings(rpc_url=rpc)
+    conn = connect(settings.rpc_url, timeout=settings.rpc_timeout_s)
+    account = settings.account(conn.dev_accounts())
+    params = DeployParams(
+        arbiter=arbiter,
+        collateral_per_gpu_wei=collateral_per_gpu,
+        grant_timeout_s=grant_timeout,
+        unbonding_delay_s=unbonding_delay,
+        with_test_token=test_token,
+    )
+    deployment = deploy_suite(Sender(conn.w3, account), params)
+    deployment.save(out)
+    if json_out:
+        emit_json({"deployment": str(out), "chain_id": deployment.chain_id, "start_block": deployment.start_block,
+                   "contracts": {k: v.address for k, v in deployment.contracts.items()}})
+        return
+    table(f"Deployed to chain {deployment.chain_id} from block {deployment.start_block}", ["contract", "address"],
+          [[name, rec.address] for name, rec in deployment.contracts.items()])
+    console.print(f"deployment file: {out}")
+    if conn.embedded:
+        console.print("[yellow]note:[/] the embedded chain ends with this process; use --rpc URL for a lasting deployment")

@@ -1,0 +1,51 @@
+"""Entry point of `llmos`. Every LlmosError becomes a one-line message and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from llmos_chain import __version__
+from llmos_chain.cli import bench, chain
+from llmos_chain.cli.output import error
+from llmos_chain.errors import LlmosError
+
+app = typer.Typer(
+    name="llmos",
+    help="llmos-chain: an auditable marketplace for private LLM fine-tuning.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("deploy", help=chain.deploy.__doc__)(chain.deploy)
+app.add_typer(bench.app, name="bench")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"llmos-chain {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """llmos-chain: escrowed fine-tuning jobs, sealed datasets, attested results, audited on-chain."""
+
+
+def main() -> None:
+    # Standalone mode lets typer handle usage errors (exit 2) and --help; library errors end here.
+    try:
+        app()
+    except LlmosError as exc:
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

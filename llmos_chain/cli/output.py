@@ -1,0 +1,30 @@
+"""Printing for the CLI: JSON for scripts, rich tables for people, errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title)
+    for i, column in enumerate(columns):
+        t.add_column(column, justify="right" if i else "left")
+    for row in rows:
+        t.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in row])
+    console.print(t)
+
+
+def error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

@@ -1,0 +1,48 @@
+"""The `llmos` entry point: JSON interfaces other tools rely on, and clean failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+ENTRY = [sys.executable, "-m", "llmos_chain.cli.main"]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ENTRY, *args], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_bench_gas_json_interface() -> None:
+    proc = _run("bench", "gas", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["total"]) == {"eth", "erc20"}
+    assert set(result["calls"]) == {"postJob", "assign", "grantAccess", "submitResult", "accept", "withdraw"}
+    assert result["total"]["eth"] == sum(result["calls"].values()) < 350_000
+
+
+def test_unreachable_node_is_a_clean_error() -> None:
+    proc = _run("deploy", "--rpc", "http://127.0.0.1:9", "--out", os.devnull)
+    assert proc.returncode == 1
+    assert "error: no JSON-RPC node answers at http://127.0.0.1:9" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_rpc_scheme_and_bad_key_are_clean_errors() -> None:
+    proc = _run("deploy", "--rpc", "localhost:8545")
+    assert proc.returncode == 1 and "not an RPC URL" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _run("deploy", "--rpc", "embedded", "--out", os.devnull, env={"LLMOS_PRIVATE_KEY": "0x1234"})
+    assert proc.returncode == 1 and "LLMOS_PRIVATE_KEY is not a valid private key" in proc.stderr
+    assert "0x1234" not in proc.stderr  # the key itself is never echoed
+
+
+def test_usage_error_exits_two() -> None:
+    proc = _run("deploy", "--collateral-per-gpu", "lots")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_help_and_version() -> None:
+    assert "deploy" in _run("--help").stdout
+    assert _run("--version").stdout.startswith("llmos-chain ")
