@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     deployment: Path = Path("deployment.json")
     private_key: SecretStr | None = None
     rpc_timeout_s: float = 30.0
+    keystore: Path = Path("~/.llmos/keystore")
 
     def account(self, dev_accounts: list[LocalAccount], index: int = 0) -> LocalAccount:
         """The configured key, else (on a dev chain only) the dev account at `index`."""

@@ -16,6 +16,7 @@ from web3.types import TxReceipt
 from llmos_chain.attestation import Attestation
 from llmos_chain.chain.contracts import Sender, call
 from llmos_chain.chain.deploy import Suite
+from llmos_chain.crypto.keys import KeyKind
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
@@ -38,11 +39,6 @@ class JobState(IntEnum):
         return self >= JobState.SETTLED
 
 
-class KeyKind(IntEnum):
-    X25519 = 0
-    MLKEM768_X25519 = 1
-
-
 @dataclass(frozen=True)
 class WorkerParams:
     signer: str
@@ -55,7 +51,7 @@ class WorkerParams:
 
     def as_tuple(self) -> tuple[Any, ...]:
         model = self.gpu_model.encode()[:32].ljust(32, b"\0")
-        return (self.signer, model, self.gpu_count, self.gpu_mem_gib, self.price_per_gpu_hour, int(self.key_kind), self.encryption_key)
+        return (self.signer, model, self.gpu_count, self.gpu_mem_gib, self.price_per_gpu_hour, self.key_kind.chain_value, self.encryption_key)
 
 
 @dataclass(frozen=True)

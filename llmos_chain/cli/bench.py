@@ -29,3 +29,30 @@ def gas(json_out: bool = typer.Option(False, "--json", help="Print one JSON obje
     table("Gas per job lifecycle", ["call", "ETH", "ERC-20"], rows)
     low, high = result["peer_gas_per_task"]
     console.print(f"target < {result['target']:,}; best-known peer {low:,}–{high:,} gas per task")
+
+
+@app.command("crypto")
+def crypto(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Skip the 1 GiB streaming-memory measurement."),
+) -> None:
+    """Seal and open a 256 MiB buffer beside `openssl speed -evp aes-256-gcm`, and stream 1 GiB in bounded memory.
+
+    Targets: opening at least OpenSSL's single-core GB/s, sealing at least 80 % of it, and under 64 MiB
+    above the interpreter's baseline while streaming.
+    """
+    from llmos_chain.bench.crypto import measure
+
+    result = measure(stream=not no_stream)
+    if json_out:
+        emit_json(result)
+        return
+    ossl = result["openssl_gbps"]
+    rows = [
+        ["seal (GB/s)", f"{result['seal_gbps']:.2f}", f"{result['seal_gbps'] / ossl:.0%}" if ossl else "n/a", "≥ 80 %"],
+        ["open (GB/s)", f"{result['open_gbps']:.2f}", f"{result['open_gbps'] / ossl:.0%}" if ossl else "n/a", "≥ 100 %"],
+        ["openssl aes-256-gcm, 1 core (GB/s)", f"{ossl:.2f}" if ossl else "n/a", "100%", ""],
+    ]
+    if result["stream_peak_mib"] is not None:
+        rows.append(["streaming 1 GiB, peak above baseline (MiB)", f"{result['stream_peak_mib']:.1f}", "", "< 64"])
+    table(f"Sealed format vs OpenSSL ({result['buffer_mib']} MiB buffer)", ["measure", "value", "vs openssl", "target"], rows)

@@ -19,8 +19,9 @@ def emit_json(data: Any) -> None:
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     t = Table(title=title)
-    for i, column in enumerate(columns):
-        t.add_column(column, justify="right" if i else "left")
+    numeric = [bool(rows) and all(isinstance(r[i], (int, float)) for r in rows) for i in range(len(columns))]
+    for column, is_number in zip(columns, numeric, strict=True):
+        t.add_column(column, justify="right" if is_number else "left")
     for row in rows:
         t.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in row])
     console.print(t)

@@ -46,3 +46,12 @@ def test_usage_error_exits_two() -> None:
 def test_help_and_version() -> None:
     assert "deploy" in _run("--help").stdout
     assert _run("--version").stdout.startswith("llmos-chain ")
+
+
+def test_bench_crypto_json_interface() -> None:
+    proc = _run("bench", "crypto", "--json", "--no-stream")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert {"open_gbps", "seal_gbps", "openssl_gbps", "stream_peak_mib"} <= set(result)
+    assert result["open_gbps"] > 0 and result["seal_gbps"] > 0
+    assert result["openssl_gbps"] is None or result["openssl_gbps"] > 0

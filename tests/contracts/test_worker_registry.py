@@ -7,7 +7,8 @@ import os
 from web3.logs import DISCARD
 
 from llmos_chain.chain.contracts import Sender
-from llmos_chain.chain.market import KeyKind, WorkerParams, ZERO_ADDRESS
+from llmos_chain.chain.market import WorkerParams, ZERO_ADDRESS
+from llmos_chain.crypto.keys import KeyKind
 from tests.helpers import STAKE, UNBONDING, World, reverts
 
 # Worker tuple indices (getWorker): operator, id, status, gpuCount, gpuMemGiB, keyKind, signer, price, stake, locked,

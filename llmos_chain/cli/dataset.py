@@ -1,0 +1,178 @@
+"""`llmos dataset …`: seal, inspect, open, register, grant, revoke."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+from llmos_chain.cli.common import DEPLOYMENT, DEV_ACCOUNT, JSON, KEYSTORE, RPC, acting_client, byte_progress, keystore, open_suite
+from llmos_chain.cli.output import console, emit_json, table
+from llmos_chain.crypto import stream
+from llmos_chain.crypto.fetch import fetch
+from llmos_chain.datasets import Manifest, grant_access, manifest_path, register_dataset, seal_dataset
+from llmos_chain.errors import ConfigError
+
+app = typer.Typer(help="Sealed datasets: seal and open files, register them on-chain, grant and revoke access.", no_args_is_help=True)
+
+
+def _hex32(value: str | None, what: str) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        raw = bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"{what} must be 32 bytes of hex (0x + 64 digits), got {value!r}")
+    return raw
+
+
+@app.command("seal")
+def seal(
+    src: Path = typer.Argument(..., help="Plaintext file (JSONL, CSV, …)."),
+    dst: Path = typer.Argument(..., help="Where to write the sealed file; its manifest goes to DST.json."),
+    key_id: str = typer.Option(None, "--key-id", help="Seal under this existing data key instead of a new one."),
+    chunk_size: int = typer.Option(stream.DEFAULT_CHUNK_SIZE, "--chunk-size", help="Plaintext bytes per chunk."),
+    keystore_dir: Path = KEYSTORE,
+    json_out: bool = JSON,
+) -> None:
+    """Encrypt a file in the sealed format; the data key stays in the keystore, the hashes go to the manifest."""
+    if not src.is_file():
+        raise ConfigError(f"no such file: {src}")
+    with byte_progress(f"sealing {src.name}", src.stat().st_size, enabled=not json_out) as progress:
+        manifest = seal_dataset(src, dst, keystore(keystore_dir), key_id, chunk_size, progress)  # type: ignore[arg-type]
+    if json_out:
+        emit_json({**manifest.__dict__, "sealed": str(dst), "manifest": str(manifest_path(dst))})
+        return
+    table(f"Sealed {src} → {dst}", ["field", "value"], [
+        ["content root", manifest.content_root], ["cipher hash", manifest.cipher_hash], ["key id", manifest.key_id],
+        ["plaintext bytes", manifest.plaintext_size], ["sealed bytes", manifest.sealed_size], ["chunks", manifest.chunks],
+    ])
+
+
+@app.command("inspect")
+def inspect_cmd(sealed: Path = typer.Argument(..., help="Sealed file."), json_out: bool = JSON) -> None:
+    """Show a sealed file's header and hashes; needs no key."""
+    info = stream.inspect(sealed)
+    if json_out:
+        emit_json(info)
+        return
+    table(f"{sealed}", ["field", "value"], [[k, v] for k, v in info.items()])
+
+
+@app.command("open")
+def open_cmd(
+    source: str = typer.Argument(..., help="Sealed file path, or a file:// / http(s):// URI."),
+    key_id: str = typer.Option(..., "--key-id", help="Data key id (from `dataset seal`)."),
+    out: str = typer.Option(..., "--out", help="Plaintext output file, or - for stdout."),
+    cipher_hash: str = typer.Option(None, "--cipher-hash", help="Expected cipher hash; required for http(s) sources."),
+    expect_root: str = typer.Option(None, "--expect-root", help="Expected content root (default: from the manifest beside a local file)."),
+    keystore_dir: Path = KEYSTORE,
+    json_out: bool = JSON,
+) -> None:
+    """Decrypt a sealed file as its owner. Any tampering stops it with the cause; no partial output is left."""
+    data_key = keystore(keystore_dir).load_data_key(key_id)
+    expected_hash = _hex32(cipher_hash, "--cipher-hash")
+    root = _hex32(expect_root, "--expect-root")
+    local = Path(source) if "://" not in source else None
+    if local is not None and local.is_file() and manifest_path(local).is_file():
+        manifest = Manifest.load(manifest_path(local))
+        root = root or manifest.root_bytes()
+        expected_hash = expected_hash or manifest.cipher_bytes()
+    with tempfile.TemporaryDirectory(prefix="llmos-fetch-") as tmp:
+        if local is None or expected_hash is not None:
+            if expected_hash is None:
+                raise ConfigError("a remote source needs --cipher-hash (the registry's) to be checked before decryption")
+            with byte_progress("fetching", None, enabled=not json_out) as progress:
+                path = fetch(source, Path(tmp), expected_hash, progress)  # type: ignore[arg-type]
+        else:
+            path = local
+        if out == "-":
+            with stream.SealedFile.open(path) as sealed:
+                result = stream.open_stream(sealed, sys.stdout.buffer, data_key, root)
+            sys.stdout.buffer.flush()
+        else:
+            size = path.stat().st_size
+            with byte_progress(f"opening {path.name}", size, enabled=not json_out) as progress:
+                result = stream.open_file(path, Path(out), data_key, root, progress)  # type: ignore[arg-type]
+    summary = {"content_root": "0x" + result.content_root.hex(), "plaintext_size": result.plaintext_size, "chunks": result.chunks,
+               "root_checked": root is not None, "cipher_hash_checked": expected_hash is not None, "out": out}
+    if json_out and out != "-":
+        emit_json(summary)
+    elif out != "-":
+        console.print(f"opened {result.plaintext_size:,} bytes into {out} (content root {summary['content_root']}"
+                      f"{', verified' if root is not None else ''})")
+
+
+@app.command("register")
+def register(
+    sealed: Path = typer.Argument(..., help="Sealed file (its manifest DST.json must be beside it)."),
+    uri: str = typer.Option(..., "--uri", help="Where workers fetch the sealed file (file://, http(s)://)."),
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    dev_account: int = DEV_ACCOUNT,
+    json_out: bool = JSON,
+) -> None:
+    """Record the dataset's content root, cipher hash, size and URI in the DatasetRegistry."""
+    manifest = Manifest.load(manifest_path(sealed))
+    stream.verify_cipher_hash(sealed, manifest.cipher_bytes())
+    settings, conn, suite = open_suite(rpc, deployment)
+    owner = acting_client(settings, conn, suite, dev_account)
+    dataset_id, receipt = register_dataset(owner, manifest, uri)
+    result = {"dataset_id": dataset_id, "owner": owner.address, "tx": "0x" + bytes(receipt["transactionHash"]).hex(),
+              "gas": receipt["gasUsed"], "content_root": manifest.content_root, "cipher_hash": manifest.cipher_hash}
+    if json_out:
+        emit_json(result)
+    else:
+        console.print(f"registered dataset [bold]{dataset_id}[/] (tx {result['tx']}, {receipt['gasUsed']:,} gas)")
+
+
+@app.command("grant")
+def grant(
+    dataset_id: int = typer.Argument(..., help="Dataset id."),
+    job: int = typer.Option(..., "--job", help="The job whose assigned worker gets access."),
+    key_id: str = typer.Option(..., "--key-id", help="The dataset's data key id."),
+    ttl: int = typer.Option(7 * 24 * 3600, "--ttl", help="Seconds until the grant expires."),
+    keystore_dir: Path = KEYSTORE,
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    dev_account: int = DEV_ACCOUNT,
+    json_out: bool = JSON,
+) -> None:
+    """Wrap the data key to the job's assigned worker (HPKE, bound to chain, registry, dataset, job, worker) and publish it."""
+    settings, conn, suite = open_suite(rpc, deployment)
+    owner = acting_client(settings, conn, suite, dev_account)
+    plan, receipt = grant_access(owner, keystore(keystore_dir), dataset_id, job, key_id, ttl)
+    result = {"dataset_id": dataset_id, "job_id": job, "worker": plan.worker, "key_kind": plan.key_kind.value,
+              "tx": "0x" + bytes(receipt["transactionHash"]).hex(), "gas": receipt["gasUsed"]}
+    if json_out:
+        emit_json(result)
+    else:
+        console.print(f"granted worker {plan.worker} access to dataset {dataset_id} for job {job} ({receipt['gasUsed']:,} gas)")
+
+
+@app.command("revoke")
+def revoke(
+    dataset_id: int = typer.Argument(..., help="Dataset id."),
+    job: int = typer.Option(..., "--job", help="Job id of the grant."),
+    worker: str = typer.Option(None, "--worker", help="Worker address (default: the job's assigned worker)."),
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    dev_account: int = DEV_ACCOUNT,
+    json_out: bool = JSON,
+) -> None:
+    """Revoke a grant; `canRead` answers false from the next block on."""
+    from llmos_chain.chain.market import get_job
+
+    settings, conn, suite = open_suite(rpc, deployment)
+    owner = acting_client(settings, conn, suite, dev_account)
+    worker = worker or get_job(suite, job).worker
+    receipt = owner.revoke(dataset_id, job, worker)
+    result = {"dataset_id": dataset_id, "job_id": job, "worker": worker, "tx": "0x" + bytes(receipt["transactionHash"]).hex()}
+    if json_out:
+        emit_json(result)
+    else:
+        console.print(f"revoked worker {worker}'s access to dataset {dataset_id} for job {job}")
