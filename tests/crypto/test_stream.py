@@ -109,7 +109,7 @@ def _sealed(size: int = 5 * 1024 + 100, chunk: int = 1024) -> tuple[bytes, bytes
     return data, sealed
 
 
-def _open_fails(sealed: bytes, key: bytes = KEY, match: str = "") -> SealedDataError:
+def _open_fails(sealed: bytes, key: bytes = KEY, match: str | None = None) -> SealedDataError:
     with pytest.raises(SealedDataError, match=match) as caught:
         open_to_memory(sealed, key)
     return caught.value
