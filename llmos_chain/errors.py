@@ -59,3 +59,37 @@ def _fmt(value: Any) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()
     return str(value)
+
+
+class WorkerError(LlmosError):
+    """A worker run failed. `reason` is the code a failure report carries on-chain; `data_fault` says whether
+    the data (not the worker) is to blame, which refunds the client without slashing."""
+
+    reason: int = 6
+    data_fault: bool = False
+
+
+class RecipeError(WorkerError):
+    """The recipe is malformed or asks for something this runtime cannot do."""
+
+    reason = 4
+
+
+class DataError(WorkerError):
+    """The decrypted dataset cannot be used: unparsable rows, missing fields or labels."""
+
+    reason = 1
+    data_fault = True
+
+
+class IntegrityError(WorkerError):
+    """A hash did not match: cipher hash, content root, or base-model hash."""
+
+    reason = 2
+    data_fault = True
+
+
+class ModelError(WorkerError):
+    """The base model cannot be loaded, or its hash differs from the one the job names."""
+
+    reason = 5
