@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Literal
@@ -45,7 +46,10 @@ class BaseModelSpec(_Strict):
 
 
 class Hyper(_Strict):
+    """Training settings. `epochs`, when given, sets the step count from the training split's size."""
+
     steps: int = Field(default=100, ge=1, le=1_000_000)
+    epochs: float | None = Field(default=None, gt=0, le=1000)
     learning_rate: float = Field(default=5e-4, gt=0, lt=1)
     batch_size: int = Field(default=16, ge=1, le=4096)
     max_length: int = Field(default=64, ge=4, le=8192)
@@ -56,6 +60,12 @@ class Hyper(_Strict):
     lora_alpha: int = Field(default=16, ge=1)
     lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     trajectory_every: int = Field(default=10, ge=1)
+    deterministic: bool | None = None  # None: on for CPU, off for CUDA (where it needs cuBLAS settings and costs speed)
+
+    def total_steps(self, train_examples: int) -> int:
+        if self.epochs is None:
+            return self.steps
+        return max(1, math.ceil(self.epochs * train_examples / self.batch_size))
 
 
 class DataSpec(_Strict):

@@ -62,7 +62,8 @@ class TrainResult:
     train_seconds: float
     device: str
     output: bytes = b""
-    extra: dict[str, Any] = field(default_factory=dict)
+    step_tokens: list[int] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
 
     @property
     def improved(self) -> bool:
@@ -142,11 +143,12 @@ def apply_method(loaded: Loaded, recipe: Recipe) -> torch.nn.Module:
 
 
 def trainable_hash(model: torch.nn.Module) -> str:
-    h = blake3.blake3()
+    """BLAKE3 over the trainable parameters (name, then float32 bytes), in name order; no extra copies on CPU."""
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO)
     for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         if p.requires_grad:
             h.update(name.encode() + b"\0")
-            h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            h.update(memoryview(p.detach().to("cpu", torch.float32).contiguous().numpy()).cast("B"))
     return h.hexdigest()
 
 
@@ -211,9 +213,9 @@ def evaluate(model: torch.nn.Module, split: Batchable, task: Task, batch_size: i
 # ------------------------------------------------------------------------------------------ training
 
 
-def set_deterministic(seed: int) -> None:
+def set_deterministic(seed: int, enabled: bool) -> None:
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=False)
+    torch.use_deterministic_algorithms(enabled)
 
 
 def train(
@@ -223,7 +225,7 @@ def train(
     """Evaluate, train `recipe.hyper.steps` steps, evaluate again; record the trajectory; export the weights."""
     hyper = recipe.hyper
     dev = device()
-    set_deterministic(hyper.seed)
+    set_deterministic(hyper.seed, hyper.deterministic if hyper.deterministic is not None else dev.type == "cpu")
     model = apply_method(loaded, recipe).to(dev)
     task = recipe.task
     metric_name, higher = {Task.SEQUENCE_CLASSIFICATION: ("accuracy", True), Task.TOKEN_CLASSIFICATION: ("token_accuracy", True),
@@ -234,7 +236,7 @@ def train(
     if not params:
         raise RecipeError("the recipe leaves no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=hyper.learning_rate, weight_decay=hyper.weight_decay)
-    total = hyper.steps
+    total = hyper.total_steps(train_split.input_ids.shape[0])
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / max(1, hyper.warmup_steps)) * max(0.0, 1 - s / total) if hyper.warmup_steps else max(0.0, 1 - s / total)
     )
@@ -246,9 +248,12 @@ def train(
     losses: list[float] = []
     trajectory: list[TrajectoryRecord] = []
     tokens = 0
+    step_tokens: list[int] = []
+    step_seconds: list[float] = []
     model.train()
     t0 = time.perf_counter()
     for step in range(1, total + 1):
+        t_step = time.perf_counter()
         if cursor + hyper.batch_size > n:
             order, cursor = torch.randperm(n, generator=gen), 0
         idx = order[cursor : cursor + hyper.batch_size]
@@ -257,7 +262,8 @@ def train(
         width = int(mask.sum(1).max())
         ids, mask = ids[:, :width].contiguous().to(dev), mask[:, :width].contiguous().to(dev)
         labels = (labels if task is Task.SEQUENCE_CLASSIFICATION else labels[:, :width].contiguous()).to(dev)
-        tokens += int(mask.sum())
+        step_tokens.append(int(mask.sum()))
+        tokens += step_tokens[-1]
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
@@ -270,10 +276,12 @@ def train(
             on_step(step, value)
         if step % hyper.trajectory_every == 0 or step == total:
             trajectory.append(TrajectoryRecord(step, value, float(schedule.get_last_lr()[0]), trainable_hash(model)))
+        step_seconds.append(time.perf_counter() - t_step)
     seconds = time.perf_counter() - t0
     after = evaluate(model, eval_split, task, hyper.batch_size, dev)
     return TrainResult(
         metric_name=metric_name, metric_before=before, metric_after=after, higher_is_better=higher,
         trajectory=trajectory, trajectory_root=merkle.root_of(r.encode() for r in trajectory), losses=losses,
         steps=total, train_tokens=tokens, train_seconds=seconds, device=dev.type, output=export(model, recipe),
+        step_tokens=step_tokens, step_seconds=step_seconds,
     )

@@ -56,3 +56,40 @@ def crypto(
     if result["stream_peak_mib"] is not None:
         rows.append(["streaming 1 GiB, peak above baseline (MiB)", f"{result['stream_peak_mib']:.1f}", "", "< 64"])
     table(f"Sealed format vs OpenSSL ({result['buffer_mib']} MiB buffer)", ["measure", "value", "vs openssl", "target"], rows)
+
+
+@app.command("finetune")
+def finetune(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    steps: int = typer.Option(40, "--steps", help="Training steps per run."),
+    model: str = typer.Option("minilm-l6", "--model", help="minilm-l6 (the packaged pretrained MiniLM) or tiny-bert."),
+) -> None:
+    """Training tokens/s through the full worker runner beside a bare PyTorch loop (same model, data, batches).
+
+    Runs `python -m worker bench` in its own process: this CLI never imports torch. Target: the runner's
+    overhead under 5 %; decryption and sealing are timed apart.
+    """
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "worker", "bench", "--steps", str(steps), "--model", model],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        from llmos_chain.errors import LlmosError
+
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise LlmosError(f"the worker benchmark failed (is the worker extra installed? pip install -e '.[worker]'): {tail[0]}")
+    import json
+
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if json_out:
+        emit_json(result)
+        return
+    table(f"Fine-tuning throughput, {result['model']} on {result['device']} ({result['steps']} steps, batch {result['batch_size']})",
+          ["measure", "value"], [
+              ["runner (tokens/s)", f"{result['runner_tokens_per_s']:.0f}"],
+              ["bare PyTorch loop (tokens/s)", f"{result['bare_tokens_per_s']:.0f}"],
+              ["runner overhead (target < 5 %)", f"{result['overhead']:.1%}"],
+              ["decrypt dataset (s, apart)", f"{result['decrypt_s']:.3f}"],
+              ["seal output (s, apart)", f"{result['seal_s']:.3f}"],
+          ])

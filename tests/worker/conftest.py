@@ -34,3 +34,6 @@ def ner_jsonl() -> bytes:
             "tags": ["PER" if w == "{n}" else "LOC" if w == "{c}" else "O" for w in t],
         })
     return "\n".join(json.dumps(r) for r in rows).encode()
+
+
+from tests.worker.test_runner import setup  # noqa: E402,F401  (shared fixture)

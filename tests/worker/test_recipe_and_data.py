@@ -71,3 +71,9 @@ def test_base_model_hash_checks() -> None:
         models.load(Recipe.parse(json.dumps({**BASE, "base_model": {"kind": "config", "name": "huge"}})), 2)
     with pytest.raises(ModelError, match="not found"):
         models.load(Recipe.parse(json.dumps({**BASE, "base_model": {"kind": "local", "path": "/nonexistent"}})), 2)
+
+
+def test_epochs_set_the_step_count() -> None:
+    recipe = Recipe.parse(json.dumps({**BASE, "hyper": {"epochs": 2, "batch_size": 10}}))
+    assert recipe.hyper.total_steps(95) == 19
+    assert Recipe.parse(json.dumps(BASE)).hyper.total_steps(95) == 100

@@ -1,0 +1,65 @@
+"""`python -m worker run` as the coordinator's executor calls it: its own process, against anvil."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmos_chain.attestation import Attestation, verify
+from llmos_chain.chain.connect import connect
+from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES, Anvil
+from llmos_chain.chain.market import JobState, WorkerParams
+from llmos_chain.crypto.keys import EncryptionKey, Keystore
+from tests.helpers import STAKE, deploy_world
+from tests.worker.test_runner import Setup, _recipe
+
+
+@pytest.mark.anvil
+@pytest.mark.skipif(not ANVIL_IN_NODE_MODULES.exists(), reason="needs anvil from `npm ci`")
+def test_worker_process_runs_a_job_on_anvil(tmp_path: Path, intents_jsonl: bytes) -> None:
+    with Anvil() as node:
+        world = deploy_world(connect(node.url))
+        deployment = tmp_path / "deployment.json"
+        world.suite.deployment.save(deployment)
+        worker_store = Keystore(tmp_path / "worker-ks")
+        enc = EncryptionKey.generate()
+        worker_store.save_encryption_key("worker", enc)
+        signer = world.accounts[8]
+        world.act(world.operator).register_worker(signer.address, WorkerParams(signer.address, "CPU", 1, 24, 1, enc.public_bytes()), STAKE)
+        setup = Setup(world, tmp_path, enc, EncryptionKey.generate(), Keystore(tmp_path / "owner-ks"))
+        job_id = setup.job(intents_jsonl, _recipe())
+        env = {**os.environ, "LLMOS_PRIVATE_KEY": "0x" + signer.key.hex().removeprefix("0x")}
+        cmd = [sys.executable, "-m", "worker", "run", "--job", str(job_id), "--rpc", node.url, "--deployment", str(deployment),
+               "--keystore", str(tmp_path / "worker-ks"), "--enc-key", "worker", "--results", str(tmp_path / "results"),
+               "--work-dir", str(tmp_path / "work"), "--json"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out = json.loads(proc.stdout)
+        events = [json.loads(line)["event"] for line in proc.stderr.splitlines() if line.startswith("{")]
+        assert events[0] == "recipe" and events[-1] == "attested" and "progress" in events
+        att = Attestation.from_json({k: v for k, v in out["attestation"].items()})
+        signature = bytes.fromhex(out["signature"][2:])
+        verify(att, signature, signer.address, world.conn.chain_id, world.suite.market.address)
+        world.act(world.operator).submit(job_id, att, signature)
+        assert world.job(job_id).state == JobState.SUBMITTED
+        setup.assert_no_plaintext_on_disk()
+
+        # a failure: the job is no longer running; a JSON failure report and exit code 3
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 3
+        failure = json.loads(proc.stdout)
+        assert failure["ok"] is False and "not running" in failure["message"] and failure["details_hash"].startswith("0x")
+
+
+def test_bench_finetune_interface() -> None:
+    proc = subprocess.run([sys.executable, "-m", "llmos_chain.cli.main", "bench", "finetune", "--json", "--model", "tiny-bert", "--steps", "8"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert {"runner_tokens_per_s", "bare_tokens_per_s", "overhead", "device", "model"} <= set(result)
+    assert result["overhead"] == pytest.approx((result["bare_tokens_per_s"] - result["runner_tokens_per_s"]) / result["bare_tokens_per_s"])

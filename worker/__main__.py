@@ -1,0 +1,79 @@
+"""`python -m worker …`: run one job (what the coordinator's executor calls) or the throughput benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from llmos_chain.errors import LlmosError, WorkerError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from llmos_chain.chain.connect import connect
+    from llmos_chain.chain.deploy import Deployment, Suite
+    from llmos_chain.crypto.keys import Keystore
+    from llmos_chain.settings import load_settings
+    from worker.runner import failure_report, run_job
+
+    settings = load_settings(rpc_url=args.rpc, deployment=args.deployment, keystore=args.keystore)
+    conn = connect(settings.rpc_url)
+    suite = Suite(conn.w3, Deployment.load(settings.deployment))
+    suite.verify()
+    signer = settings.account(conn.dev_accounts(), args.dev_account)
+    enc_key = Keystore(settings.keystore).load_encryption_key(args.enc_key)
+
+    def report(step: str, info: dict) -> None:
+        if args.json:
+            print(json.dumps({"event": step, **info}, default=str), file=sys.stderr, flush=True)
+
+    try:
+        result = run_job(suite, args.job, signer, enc_key, Path(args.results), Path(args.work_dir), report)
+    except WorkerError as exc:
+        failure = failure_report(exc)
+        print(json.dumps({"ok": False, "job_id": args.job, **failure}))
+        return 3
+    print(json.dumps({"ok": True, "job_id": args.job, "bundle": str(result.bundle), "metrics": result.metrics,
+                      "attestation": result.attestation.to_json(), "signature": "0x" + result.signature.hex(),
+                      "timings": result.timings}))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from worker.bench import measure
+
+    result = measure(steps=args.steps, model=args.model)
+    print(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker", description="The llmos worker runtime.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="Run one assigned, granted job and write its signed result bundle.")
+    run.add_argument("--job", type=int, required=True)
+    run.add_argument("--rpc", help="JSON-RPC URL (env LLMOS_RPC_URL)")
+    run.add_argument("--deployment", type=Path, help="deployment file (env LLMOS_DEPLOYMENT)")
+    run.add_argument("--keystore", type=Path, help="keystore holding the worker's encryption key (env LLMOS_KEYSTORE)")
+    run.add_argument("--enc-key", required=True, help="name of the worker's encryption key in the keystore")
+    run.add_argument("--dev-account", type=int, default=0, help="dev chains without LLMOS_PRIVATE_KEY: which account signs")
+    run.add_argument("--results", default="results", help="result store directory")
+    run.add_argument("--work-dir", default="work", help="scratch directory (never holds plaintext)")
+    run.add_argument("--json", action="store_true", help="progress events as JSON lines on stderr")
+    bench = sub.add_parser("bench", help="Runner vs bare PyTorch training throughput (JSON on stdout).")
+    bench.add_argument("--steps", type=int, default=30)
+    bench.add_argument("--model", default="minilm-l6", help="minilm-l6 (default), tiny-bert")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "json", False) is False else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    try:
+        return _run(args) if args.command == "run" else _bench(args)
+    except LlmosError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""One job, start to finish, as a worker runs it.
+
+read the job → fetch and check the recipe → fetch the sealed dataset and check its cipher hash →
+unwrap the data key from the owner's grant → decrypt in memory and check the content root → parse →
+load and check the base model → evaluate → train → evaluate → seal the output to the client → write
+the result bundle → build and sign the EIP-712 attestation.
+
+Plaintext training data exists only in memory and is wiped when the run ends. Every failure is a
+named WorkerError with the reason code a failure report carries on-chain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import blake3
+from eth_account.signers.local import LocalAccount
+
+from llmos_chain.attestation import Attestation, sign
+from llmos_chain.chain.contracts import call
+from llmos_chain.chain.deploy import Suite
+from llmos_chain.chain.market import JobState, get_job
+from llmos_chain.crypto import stream
+from llmos_chain.crypto.fetch import fetch
+from llmos_chain.crypto.keys import EncryptionKey, KeyKind, OutputContext, wrap_key
+from llmos_chain.datasets import recover_data_key
+from llmos_chain.errors import IntegrityError, LlmosError, RecipeError, SealedDataError, WorkerError
+from worker import data as data_mod
+from worker import models, train
+from worker.recipe import Recipe
+
+log = logging.getLogger("llmos.worker")
+
+Report = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the chain says about a job (state from `getJob`, terms from `JobPosted`)."""
+
+    job_id: int
+    client: str
+    worker: str
+    state: JobState
+    dataset_id: int
+    base_model_hash: bytes
+    recipe_hash: bytes
+    recipe_uri: str
+    client_key: bytes
+
+
+@dataclass
+class RunResult:
+    job_id: int
+    attestation: Attestation
+    signature: bytes
+    bundle: Path
+    metrics: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def read_job(suite: Suite, job_id: int) -> JobSpec:
+    view = get_job(suite, job_id)
+    logs = suite.market.events.JobPosted().get_logs(from_block=suite.deployment.start_block, argument_filters={"jobId": job_id})
+    if not logs:
+        raise WorkerError(f"no JobPosted event for job {job_id}")
+    posted = logs[-1]["args"]
+    return JobSpec(job_id, view.client, view.worker, view.state, view.dataset_id, bytes(posted["baseModelHash"]),
+                   bytes(posted["recipeHash"]), str(posted["recipeURI"]), bytes(posted["clientKey"]))
+
+
+def fetch_recipe(uri: str, expected_hash: bytes, timeout: float = 30.0) -> Recipe:
+    """The recipe named by the job; its canonical hash must be the job's recipe hash."""
+    parsed = urllib.parse.urlparse(uri)
+    try:
+        if parsed.scheme in ("", "file"):
+            raw = Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else uri).read_bytes()
+        elif parsed.scheme in ("http", "https"):
+            with urllib.request.urlopen(uri, timeout=timeout) as response:  # noqa: S310 (scheme checked)
+                raw = response.read(1 << 20)
+        else:
+            raise RecipeError(f"unsupported recipe URI scheme {parsed.scheme!r}")
+    except OSError as exc:
+        raise RecipeError(f"cannot fetch the recipe from {uri}: {exc}") from None
+    recipe = Recipe.parse(raw)
+    if recipe.hash() != expected_hash:
+        raise IntegrityError(f"recipe hash mismatch: {uri} hashes to 0x{recipe.hash().hex()}, the job names 0x{expected_hash.hex()}")
+    return recipe
+
+
+def _client_kind(client_key: bytes) -> KeyKind:
+    return KeyKind.X25519 if len(client_key) == 32 else KeyKind.MLKEM768_X25519
+
+
+def _chain_time(suite: Suite) -> int:
+    # The chain's clock, not the host's: the attestation's end time must not be ahead of the block that takes it.
+    return min(int(time.time()), int(suite.w3.eth.get_block("latest")["timestamp"]))
+
+
+def run_job(
+    suite: Suite,
+    job_id: int,
+    signer: LocalAccount,
+    enc_key: EncryptionKey,
+    results_dir: Path,
+    work_dir: Path,
+    report: Report | None = None,
+) -> RunResult:
+    """Run one assigned, granted job and return its signed attestation; raises a WorkerError on failure."""
+
+    def step(name: str, **info: Any) -> None:
+        log.info("job %s: %s %s", job_id, name, info or "")
+        if report is not None:
+            report(name, info)
+
+    timings: dict[str, float] = {}
+    plaintext: bytearray | None = None
+    started = _chain_time(suite)
+    try:
+        job = read_job(suite, job_id)
+        if job.worker.lower() != signer.address.lower():
+            raise WorkerError(f"job {job_id} is assigned to {job.worker}, not to this worker ({signer.address})")
+        if job.state is not JobState.RUNNING:
+            raise WorkerError(f"job {job_id} is {job.state.name.lower()}, not running (has the owner granted access?)")
+        step("recipe", uri=job.recipe_uri)
+        recipe = fetch_recipe(job.recipe_uri, job.recipe_hash)
+
+        record = call(suite.datasets.functions.getDataset(job.dataset_id))
+        content_root, cipher_hash, uri = bytes(record[2]), bytes(record[3]), str(record[4])
+        step("fetch", uri=uri)
+        t = time.perf_counter()
+        try:
+            sealed_path = fetch(uri, work_dir / "fetch", cipher_hash)
+        except SealedDataError as exc:
+            raise IntegrityError(str(exc)) from None
+        step("unwrap")
+        try:
+            data_key = recover_data_key(suite, job.dataset_id, job_id, signer.address, enc_key, suite.deployment.start_block)
+        except SealedDataError as exc:
+            error = IntegrityError(str(exc))
+            error.reason = 3
+            raise error from None
+        step("decrypt")
+        try:
+            with stream.SealedFile.open(sealed_path) as sealed:
+                plaintext = stream.open_to_memory(sealed, data_key, content_root)
+        except SealedDataError as exc:
+            raise IntegrityError(str(exc)) from None
+        timings["decrypt_s"] = time.perf_counter() - t
+
+        step("parse")
+        dataset = data_mod.parse(bytes(plaintext), recipe)
+        train_set, eval_set = data_mod.split(dataset, recipe.eval_fraction, recipe.hyper.seed)
+        step("model", base=recipe.base_model.model_dump(exclude_none=True))
+        loaded = models.load(recipe, len(dataset.label_names) if dataset.label_names else None, job.base_model_hash)
+        train_b = train.encode(train_set, loaded, recipe.hyper.max_length)
+        eval_b = train.encode(eval_set, loaded, recipe.hyper.max_length)
+        step("train", steps=recipe.hyper.steps, examples=len(train_set))
+        every = max(1, recipe.hyper.steps // 10)
+        result = train.train(loaded, recipe, train_b, eval_b,
+                             on_step=lambda s, loss: step("progress", step=s, loss=round(loss, 4)) if s % every == 0 else None)
+        timings["train_s"] = result.train_seconds
+        timings["step_seconds"] = result.step_seconds  # type: ignore[assignment]
+        timings["step_tokens"] = result.step_tokens  # type: ignore[assignment]
+        step("evaluated", metric=result.metric_name, before=result.metric_before, after=result.metric_after)
+
+        t = time.perf_counter()
+        out_key = stream.new_data_key()
+        sealed_output, _ = stream.seal_bytes(result.output, out_key)
+        context = OutputContext(int(suite.w3.eth.chain_id), suite.market.address, job_id, job.client)
+        wrapped = wrap_key(out_key, _client_kind(job.client_key), job.client_key, context)
+        timings["seal_s"] = time.perf_counter() - t
+
+        metrics = {
+            # the hash of the trained weights before sealing: identical for identical inputs on CPU
+            "weights_hash": "0x" + blake3.blake3(result.output).hexdigest(),
+            "metric": result.metric_name, "before": result.metric_before, "after": result.metric_after,
+            "higher_is_better": result.higher_is_better, "steps": result.steps, "train_tokens": result.train_tokens,
+            "train_examples": len(train_set), "eval_examples": len(eval_set), "device": result.device,
+        }
+        metrics_bytes = json.dumps(metrics, sort_keys=True, separators=(",", ":")).encode()
+        att = Attestation(
+            job_id=job_id, worker=signer.address, dataset_root=content_root, base_model_hash=job.base_model_hash,
+            recipe_hash=job.recipe_hash, output_hash=blake3.blake3(sealed_output).digest(),
+            metrics_hash=blake3.blake3(metrics_bytes).digest(), trajectory_root=result.trajectory_root,
+            start_time=started, end_time=max(started, _chain_time(suite)),
+        )
+        signature = sign(att, signer, int(suite.w3.eth.chain_id), suite.market.address)
+        bundle = _write_bundle(results_dir / str(job_id), sealed_output, wrapped, metrics_bytes, result, att, signature)
+        step("attested", output_hash="0x" + att.output_hash.hex())
+        return RunResult(job_id, att, signature, bundle, metrics, timings)
+    except WorkerError:
+        raise
+    except LlmosError as exc:
+        raise WorkerError(str(exc)) from None
+    finally:
+        if plaintext is not None:
+            plaintext[:] = bytes(len(plaintext))
+
+
+def _write_bundle(directory: Path, sealed_output: bytes, wrapped: bytes, metrics: bytes, result: train.TrainResult,
+                  att: Attestation, signature: bytes) -> Path:
+    """The result store entry: sealed output, its wrapped key, metrics, trajectory records and the attestation."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "output.sealed").write_bytes(sealed_output)
+    (directory / "output.key").write_bytes(wrapped)
+    (directory / "metrics.json").write_bytes(metrics)
+    (directory / "trajectory.jsonl").write_bytes(b"".join(r.encode() + b"\n" for r in result.trajectory))
+    (directory / "attestation.json").write_text(json.dumps({**att.to_json(), "signature": "0x" + signature.hex()}, indent=1) + "\n")
+    return directory
+
+
+def failure_report(error: WorkerError) -> dict[str, Any]:
+    """What the coordinator posts with `reportFailure`: the reason code and the hash of the message."""
+    message = str(error)
+    return {"reason": error.reason, "data_fault": error.data_fault, "error": type(error).__name__, "message": message,
+            "details_hash": "0x" + blake3.blake3(message.encode()).hexdigest()}
