@@ -138,7 +138,8 @@ def apply_method(loaded: Loaded, recipe: Recipe) -> torch.nn.Module:
                  Task.CAUSAL_LM: TaskType.CAUSAL_LM}[recipe.task]
     targets = ["query", "value"] if loaded.arch == "bert" else ["c_attn", "c_proj", "c_fc"]
     config = LoraConfig(task_type=task_type, r=recipe.hyper.lora_r, lora_alpha=recipe.hyper.lora_alpha,
-                        lora_dropout=recipe.hyper.lora_dropout, target_modules=targets)
+                        lora_dropout=recipe.hyper.lora_dropout, target_modules=targets,
+                        fan_in_fan_out=loaded.arch == "gpt2")  # GPT-2's Conv1D stores weights transposed
     return get_peft_model(loaded.model, config)
 
 
