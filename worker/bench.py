@@ -22,7 +22,7 @@ from llmos_chain.chain.market import JobRequest, MarketClient, WorkerParams
 from llmos_chain.crypto.keys import EncryptionKey, Keystore
 from llmos_chain.datasets import grant_access, register_dataset, seal_dataset
 from worker import data, models, train
-from worker.recipe import Recipe
+from llmos_chain.recipe import Recipe
 from worker.runner import run_job
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmos_chain.errors import DataError
-from worker.recipe import Recipe, Task
+from llmos_chain.recipe import Recipe, Task
 
 
 @dataclass

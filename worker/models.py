@@ -17,7 +17,7 @@ import blake3
 import torch
 
 from llmos_chain.errors import ModelError, RecipeError
-from worker.recipe import BaseModelSpec, Recipe, Task
+from llmos_chain.recipe import BaseModelSpec, Recipe, Task
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

@@ -35,7 +35,7 @@ from llmos_chain.datasets import recover_data_key
 from llmos_chain.errors import IntegrityError, LlmosError, RecipeError, SealedDataError, WorkerError
 from worker import data as data_mod
 from worker import models, train
-from worker.recipe import Recipe
+from llmos_chain.recipe import Recipe
 
 log = logging.getLogger("llmos.worker")
 

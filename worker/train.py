@@ -21,7 +21,7 @@ from llmos_chain.crypto import merkle
 from llmos_chain.errors import RecipeError
 from worker.data import Dataset
 from worker.models import Loaded
-from worker.recipe import Method, Recipe, Task
+from llmos_chain.recipe import Method, Recipe, Task
 
 IGNORE = -100
 

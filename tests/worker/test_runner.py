@@ -19,7 +19,7 @@ from llmos_chain.datasets import grant_access, register_dataset, seal_dataset
 from llmos_chain.errors import DataError, IntegrityError, ModelError, RecipeError
 from tests.helpers import STAKE, World, reverts
 from worker import models
-from worker.recipe import Recipe
+from llmos_chain.recipe import Recipe
 from worker.runner import failure_report, run_job
 
 MARKER = "where is my order"  # appears in the plaintext; must never appear on disk

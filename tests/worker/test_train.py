@@ -8,7 +8,7 @@ import blake3
 import pytest
 
 from worker import data, models, train
-from worker.recipe import Recipe
+from llmos_chain.recipe import Recipe
 
 
 def _recipe(task: str, method: str, config: str, steps: int = 120) -> Recipe:

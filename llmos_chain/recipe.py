@@ -1,4 +1,8 @@
-"""The versioned fine-tuning recipe: what to train, how, on which base model. Its hash goes on-chain."""
+"""The versioned fine-tuning recipe: what to train, how, on which base model. Its hash goes on-chain.
+
+Lives in llmos_chain (it needs no torch) so that clients can hash recipes and auditors check them;
+the worker runtime imports it from here.
+"""
 
 from __future__ import annotations
 
