@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--work-dir", default="work", help="scratch directory (never holds plaintext)")
     run.add_argument("--json", action="store_true", help="progress events as JSON lines on stderr")
     bench = sub.add_parser("bench", help="Runner vs bare PyTorch training throughput (JSON on stdout).")
-    bench.add_argument("--steps", type=int, default=30)
+    bench.add_argument("--steps", type=int, default=60)
     bench.add_argument("--model", default="minilm-l6", help="minilm-l6 (default), tiny-bert")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "json", False) is False else logging.WARNING,

@@ -72,9 +72,10 @@ def _bare(recipe: Recipe, raw: bytes) -> dict[str, Any]:
     loaded = models.load(recipe, len(ds.label_names or []))
     batches = train.encode(tr, loaded, recipe.hyper.max_length)
     torch.manual_seed(recipe.hyper.seed)
-    torch.use_deterministic_algorithms(False)  # plain PyTorch defaults; the runner turns determinism on itself
+    # The same kernels as the runner (deterministic on CPU), so the comparison measures the runner's own machinery.
+    train.set_deterministic(recipe.hyper.seed, train.device().type == "cpu")
     model = loaded.model.to(train.device())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.hyper.learning_rate)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.hyper.learning_rate, weight_decay=recipe.hyper.weight_decay)
     gen = torch.Generator().manual_seed(recipe.hyper.seed)
     n, bs = batches.input_ids.shape[0], recipe.hyper.batch_size
     order, cursor = torch.randperm(n, generator=gen), 0
@@ -99,7 +100,7 @@ def _bare(recipe: Recipe, raw: bytes) -> dict[str, Any]:
     return _steady(step_tokens, step_seconds)
 
 
-def measure(steps: int = 30, model: str = "minilm-l6", repeats: int = 2) -> dict[str, Any]:
+def measure(steps: int = 60, model: str = "minilm-l6", repeats: int = 3) -> dict[str, Any]:
     from llmos_chain.demo import sample_dataset
 
     recipe = bench_recipe(steps, model)

@@ -61,7 +61,7 @@ def crypto(
 @app.command("finetune")
 def finetune(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    steps: int = typer.Option(40, "--steps", help="Training steps per run."),
+    steps: int = typer.Option(60, "--steps", help="Training steps per run (three runs each side, best kept)."),
     model: str = typer.Option("minilm-l6", "--model", help="minilm-l6 (the packaged pretrained MiniLM) or tiny-bert."),
 ) -> None:
     """Training tokens/s through the full worker runner beside a bare PyTorch loop (same model, data, batches).
