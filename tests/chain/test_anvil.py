@@ -99,3 +99,27 @@ def test_cli_deploy_writes_a_usable_deployment_file(anvil: Anvil, tmp_path: Path
     assert summary["contracts"]["JobMarket"] == deployment.address("JobMarket")
     assert deployment.chain_id == 31337
     Suite(connect(anvil.url).w3, deployment).verify()
+
+
+def test_follower_survives_an_anvil_reorg(anvil_world: World, tmp_path: Path) -> None:
+    from llmos_chain.chain.follower import Follower
+    from llmos_chain.store import Store
+
+    w = anvil_world
+    follower = Follower(w.suite, Store(tmp_path / "state.db"), max_range=3)
+    follower.poll()
+    snapshot = w.w3.provider.make_request("evm_snapshot", [])["result"]
+    lost = w.post()
+    w.assign(lost)
+    follower.poll()
+    assert follower.store.job(lost)["state"] == "assigned"
+    w.w3.provider.make_request("evm_revert", [snapshot])
+    replacement = w.post(gpu_count=3)
+    for _ in range(3):
+        w.w3.provider.make_request("evm_mine", [])
+    result = follower.poll()
+    assert result.reorged_from is not None
+    assert follower.store.job(replacement)["gpu_count"] == 3 and follower.store.job(replacement)["state"] == "open"
+    assert {j["job_id"]: j["state"] for j in follower.store.jobs()} == {
+        j["job_id"]: w.job(j["job_id"]).state.name.lower() for j in follower.store.jobs()
+    }

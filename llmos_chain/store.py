@@ -1,0 +1,154 @@
+"""The coordinator's state in SQLite (WAL): the follower's cursor and recent block hashes, every event
+seen (unique on transaction hash and log index), and the jobs projection derived from those events."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    tx_hash TEXT NOT NULL, log_index INTEGER NOT NULL, block INTEGER NOT NULL, block_hash TEXT NOT NULL,
+    contract TEXT NOT NULL, name TEXT NOT NULL, job_id INTEGER, args TEXT NOT NULL,
+    PRIMARY KEY (tx_hash, log_index)
+);
+CREATE INDEX IF NOT EXISTS events_by_block ON events (block, log_index);
+CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id INTEGER PRIMARY KEY, state TEXT NOT NULL, client TEXT NOT NULL, worker TEXT, dataset_id INTEGER NOT NULL,
+    gpu_count INTEGER NOT NULL, gpu_mem_gib INTEGER NOT NULL, deadline INTEGER NOT NULL, escrow TEXT NOT NULL,
+    token TEXT NOT NULL, base_model_hash TEXT NOT NULL, recipe_hash TEXT NOT NULL, recipe_uri TEXT NOT NULL,
+    client_key TEXT NOT NULL, posted_block INTEGER NOT NULL, updated_block INTEGER NOT NULL
+);
+"""
+
+#: JobMarket events and the job state they leave behind.
+STATE_AFTER = {
+    "JobPosted": "open", "JobCancelled": "cancelled", "JobAssigned": "assigned", "JobReopened": "open",
+    "JobStarted": "running", "ResultSubmitted": "submitted", "JobDisputed": "disputed", "JobSettled": "settled",
+    "JobExpired": "expired", "FailureReported": "failed",
+}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    block: int
+    hash: str | None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    tx_hash: str
+    log_index: int
+    block: int
+    block_hash: str
+    contract: str
+    name: str
+    job_id: int | None
+    args: dict[str, Any]
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        if self.path != ":memory:":
+            self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process (not a power cut)
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ---------------------------------------------------------------- cursor and blocks
+    def cursor(self, default_block: int) -> Cursor:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'cursor'").fetchone()
+        if row is None:
+            return Cursor(default_block, None)
+        raw = json.loads(row["value"])
+        return Cursor(int(raw["block"]), raw["hash"])
+
+    def set_cursor(self, cursor: Cursor) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)",
+                        (json.dumps({"block": cursor.block, "hash": cursor.hash}),))
+
+    def remember_block(self, number: int, block_hash: str, keep: int = 256) -> None:
+        self.db.execute("INSERT OR REPLACE INTO blocks (number, hash) VALUES (?, ?)", (number, block_hash))
+        self.db.execute("DELETE FROM blocks WHERE number < ?", (number - keep,))
+
+    def known_blocks(self) -> list[tuple[int, str]]:
+        return [(r["number"], r["hash"]) for r in self.db.execute("SELECT number, hash FROM blocks ORDER BY number DESC")]
+
+    # ---------------------------------------------------------------- events
+    def add_event(self, event: StoredEvent) -> bool:
+        """Record an event once; False when (tx hash, log index) was already recorded."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO events (tx_hash, log_index, block, block_hash, contract, name, job_id, args) VALUES (?,?,?,?,?,?,?,?)",
+            (event.tx_hash, event.log_index, event.block, event.block_hash, event.contract, event.name, event.job_id, json.dumps(event.args)),
+        )
+        return cur.rowcount == 1
+
+    def events(self, job_id: int | None = None) -> list[StoredEvent]:
+        query = "SELECT * FROM events" + (" WHERE job_id = ?" if job_id is not None else "") + " ORDER BY block, log_index"
+        rows = self.db.execute(query, () if job_id is None else (job_id,))
+        return [StoredEvent(r["tx_hash"], r["log_index"], r["block"], r["block_hash"], r["contract"], r["name"], r["job_id"],
+                            json.loads(r["args"])) for r in rows]
+
+    def rollback_after(self, block: int) -> int:
+        """Forget everything after `block` (a reorg replaced it) and rebuild the projections."""
+        removed = self.db.execute("DELETE FROM events WHERE block > ?", (block,)).rowcount
+        self.db.execute("DELETE FROM blocks WHERE number > ?", (block,))
+        self.db.execute("DELETE FROM jobs")
+        for event in self.events():
+            self.project(event)
+        return removed
+
+    # ---------------------------------------------------------------- projections
+    def project(self, event: StoredEvent) -> None:
+        """Apply one JobMarket event to the jobs table (idempotent: the final state is the last event's)."""
+        a = event.args
+        if event.name == "JobPosted":
+            self.db.execute(
+                "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (a["jobId"], "open", a["client"], None, a["datasetId"], a["gpuCount"], a["gpuMemGiB"], a["deadline"], str(a["amount"]),
+                 a["token"], a["baseModelHash"], a["recipeHash"], a["recipeURI"], a["clientKey"], event.block, event.block),
+            )
+            return
+        state = STATE_AFTER.get(event.name)
+        if event.name == "JobRefunded":
+            # a refund after a lost dispute; after expiry or a failure report the job keeps that state
+            row = self.db.execute("SELECT state FROM jobs WHERE job_id = ?", (event.job_id,)).fetchone()
+            state = "refunded" if row is not None and row["state"] == "disputed" else None
+        if state is None or event.job_id is None:
+            return
+        worker = a.get("worker") if event.name == "JobAssigned" else (None if event.name == "JobReopened" else "keep")
+        if worker == "keep":
+            self.db.execute("UPDATE jobs SET state = ?, updated_block = ? WHERE job_id = ?", (state, event.block, event.job_id))
+        else:
+            self.db.execute("UPDATE jobs SET state = ?, worker = ?, updated_block = ? WHERE job_id = ?", (state, worker, event.block, event.job_id))
+
+    def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY job_id"
+        return [dict(r) for r in self.db.execute(query, (state,) if state else ())]
+
+    def job(self, job_id: int) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return dict(row) if row is not None else None
