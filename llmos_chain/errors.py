@@ -47,6 +47,10 @@ class DeploymentError(ChainError):
     """The deployment file does not match the chain it is used with."""
 
 
+class AllocationError(LlmosError):
+    """An allocation broke a constraint, or no allocation could be computed."""
+
+
 class AttestationError(LlmosError):
     """An attestation is malformed or its signature does not verify."""
 
