@@ -1,0 +1,261 @@
+"""The transaction outbox: every write is an intent first, then a signed transaction, then a receipt.
+
+Each step is committed to SQLite before the next side effect, so a process killed at any point
+resumes without sending a second transaction for the same intent:
+
+- `intent`: recorded, nothing signed. On resume its effect is checked against the chain first
+  (`already_done`); if absent it is signed with the next nonce.
+- `signed`: the raw transaction and its hash are stored before it is broadcast. On resume the
+  same bytes are broadcast again (same hash: the node treats it as the same transaction).
+- `sent`: waiting for the receipt; a transaction still pending after `stuck_after_s` is replaced
+  at the same nonce with a higher fee (the replaced hashes are kept, any of them may be mined).
+- `confirmed` / `failed` (reverted, with the decoded custom error) / `done_elsewhere` (the effect was
+  already on chain, e.g. after a crash between broadcast and bookkeeping).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import TransactionNotFound
+
+from llmos_chain.chain.contracts import _is_revert, _revert_data, decode_revert
+from llmos_chain.errors import ChainError, ContractRevertError
+from llmos_chain.store import Store
+
+log = logging.getLogger("llmos.outbox")
+
+OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, sender TEXT NOT NULL, contract TEXT NOT NULL,
+    function TEXT NOT NULL, args TEXT NOT NULL, value TEXT NOT NULL DEFAULT '0', status TEXT NOT NULL,
+    nonce INTEGER, tx_hash TEXT, raw_tx TEXT, fee TEXT, hashes TEXT NOT NULL DEFAULT '[]', error TEXT,
+    sent_at REAL, block INTEGER, created REAL NOT NULL, updated REAL NOT NULL
+);
+"""
+TERMINAL = ("confirmed", "failed", "done_elsewhere")
+
+
+@dataclass(frozen=True)
+class Intent:
+    id: int
+    key: str
+    sender: str
+    contract: str
+    function: str
+    args: list[Any]
+    value: int
+    status: str
+    nonce: int | None
+    tx_hash: str | None
+    raw_tx: str | None
+    fee: int | None
+    hashes: list[str]
+    error: str | None
+    sent_at: float | None
+    block: int | None
+
+
+def _row(r: Any) -> Intent:
+    return Intent(r["id"], r["key"], r["sender"], r["contract"], r["function"], json.loads(r["args"]), int(r["value"]), r["status"],
+                  r["nonce"], r["tx_hash"], r["raw_tx"], int(r["fee"]) if r["fee"] else None, json.loads(r["hashes"]), r["error"],
+                  r["sent_at"], r["block"])
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return {"__bytes__": bytes(value).hex()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and "__bytes__" in value:
+        return bytes.fromhex(value["__bytes__"])
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+class Outbox:
+    def __init__(
+        self,
+        w3: Web3,
+        store: Store,
+        account: LocalAccount,
+        contracts: dict[str, Contract],
+        already_done: Callable[[Intent], bool] | None = None,
+        stuck_after_s: float = 120.0,
+        fee_bump: float = 1.25,
+    ) -> None:
+        self.w3 = w3
+        self.store = store
+        self.account = account
+        self.contracts = contracts
+        self.already_done = already_done or (lambda intent: False)
+        self.stuck_after_s = stuck_after_s
+        self.fee_bump = fee_bump
+        store.db.executescript(OUTBOX_SCHEMA)
+
+    # ---------------------------------------------------------------- recording
+    def add(self, key: str, contract: str, function: str, args: list[Any], value: int = 0) -> Intent:
+        """Record an intent (a no-op if `key` exists) and return it."""
+        now = time.time()
+        self.store.db.execute(
+            "INSERT OR IGNORE INTO outbox (key, sender, contract, function, args, value, status, created, updated) VALUES (?,?,?,?,?,?,?,?,?)",
+            (key, self.account.address, contract, function, json.dumps(_encode(list(args))), str(value), "intent", now, now),
+        )
+        return self.get(key)
+
+    def get(self, key: str) -> Intent:
+        row = self.store.db.execute("SELECT * FROM outbox WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise ChainError(f"no outbox intent {key!r}")
+        return _row(row)
+
+    def pending(self) -> list[Intent]:
+        rows = self.store.db.execute(f"SELECT * FROM outbox WHERE status NOT IN {TERMINAL!r} ORDER BY id")
+        return [_row(r) for r in rows]
+
+    def depth(self) -> int:
+        return len(self.pending())
+
+    def _update(self, intent_id: int, **fields: Any) -> None:
+        fields["updated"] = time.time()
+        columns = ", ".join(f"{k} = ?" for k in fields)
+        self.store.db.execute(f"UPDATE outbox SET {columns} WHERE id = ?", (*fields.values(), intent_id))
+
+    def _done(self, intent: Intent) -> bool:
+        """The caller's chain check; a check that cannot tell (the job is unknown, the node errs) means not done."""
+        try:
+            return bool(self.already_done(intent))
+        except (ChainError, ContractRevertError):
+            return False
+
+    # ---------------------------------------------------------------- driving
+    def drive(self, wait_s: float = 0.0) -> list[Intent]:
+        """Advance every unfinished intent as far as it goes now; returns the intents that finished."""
+        finished = []
+        for intent in self.pending():
+            result = self._advance(intent, wait_s)
+            if result.status in TERMINAL:
+                finished.append(result)
+        return finished
+
+    def _advance(self, intent: Intent, wait_s: float) -> Intent:
+        if intent.status == "intent":
+            if self._done(intent):
+                self._update(intent.id, status="done_elsewhere")
+                return self.get(intent.key)
+            intent = self._sign(intent)
+            if intent.status in TERMINAL:
+                return intent
+        if intent.status == "signed":
+            self._broadcast(intent)
+            self._update(intent.id, status="sent", sent_at=time.time())
+            intent = self.get(intent.key)
+        if intent.status == "sent":
+            return self._settle(intent, wait_s)
+        return intent
+
+    def _next_nonce(self) -> int:
+        chain = int(self.w3.eth.get_transaction_count(self.account.address, "pending"))
+        row = self.store.db.execute(
+            "SELECT MAX(nonce) AS n FROM outbox WHERE sender = ? AND nonce IS NOT NULL",
+            (self.account.address,),
+        ).fetchone()
+        local = (row["n"] + 1) if row is not None and row["n"] is not None else 0
+        return max(chain, local)
+
+    def _fee(self) -> int:
+        return int(self.w3.eth.gas_price)
+
+    def _sign(self, intent: Intent, nonce: int | None = None, fee: int | None = None) -> Intent:
+        contract = self.contracts[intent.contract]
+        fn = getattr(contract.functions, intent.function)(*_decode(intent.args))
+        tx: dict[str, Any] = {"from": self.account.address, "value": intent.value, "chainId": int(self.w3.eth.chain_id)}
+        try:
+            gas = int(fn.estimate_gas(tx) * 1.2)
+        except Exception as exc:
+            if _is_revert(exc):
+                error = decode_revert(intent.function, _revert_data(exc))
+                # the effect may be on chain already (a crash after broadcast, or another sender): check before failing
+                if self._done(intent):
+                    self._update(intent.id, status="done_elsewhere", error=str(error))
+                else:
+                    self._update(intent.id, status="failed", error=str(error))
+                return self.get(intent.key)
+            raise ChainError(f"{intent.function}: could not estimate gas: {exc}") from exc
+        nonce = self._next_nonce() if nonce is None else nonce
+        fee = fee or self._fee()
+        built = fn.build_transaction({**tx, "gas": gas, "nonce": nonce, "gasPrice": fee})
+        signed = self.account.sign_transaction(built)
+        tx_hash = "0x" + bytes(signed.hash).hex()
+        hashes = intent.hashes + [tx_hash]
+        # Recorded before broadcasting: after a crash the same bytes go out again, never a new transaction.
+        self._update(intent.id, status="signed", nonce=nonce, tx_hash=tx_hash, raw_tx=bytes(signed.raw_transaction).hex(),
+                     fee=str(fee), hashes=json.dumps(hashes))
+        return self.get(intent.key)
+
+    def _broadcast(self, intent: Intent) -> None:
+        assert intent.raw_tx is not None
+        try:
+            self.w3.eth.send_raw_transaction(bytes.fromhex(intent.raw_tx))
+        except Exception as exc:  # "already known", "nonce too low" … all settle by receipt below
+            log.info("broadcast of %s (%s) answered: %s", intent.key, intent.tx_hash, exc)
+
+    def _receipt(self, intent: Intent) -> Any:
+        for tx_hash in reversed(intent.hashes or [intent.tx_hash]):
+            try:
+                return self.w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                continue
+        return None
+
+    def _settle(self, intent: Intent, wait_s: float) -> Intent:
+        deadline = time.monotonic() + wait_s
+        while True:
+            receipt = self._receipt(intent)
+            if receipt is not None:
+                if receipt["status"] == 1:
+                    self._update(intent.id, status="confirmed", tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
+                                 block=int(receipt["blockNumber"]))
+                else:
+                    self._update(intent.id, status="failed", block=int(receipt["blockNumber"]),
+                                 error=self._explain(intent, receipt))
+                return self.get(intent.key)
+            chain_nonce = int(self.w3.eth.get_transaction_count(self.account.address, "latest"))
+            if intent.nonce is not None and chain_nonce > intent.nonce:
+                # our nonce is used, but by none of our hashes: decide from chain state, never by resending
+                status = "done_elsewhere" if self._done(intent) else "intent"
+                self._update(intent.id, status=status, nonce=None if status == "intent" else intent.nonce)
+                return self.get(intent.key)
+            if intent.sent_at is not None and time.time() - intent.sent_at > self.stuck_after_s:
+                bumped = int((intent.fee or self._fee()) * self.fee_bump) + 1
+                log.warning("replacing stuck %s at nonce %s with fee %d", intent.key, intent.nonce, bumped)
+                intent = self._sign(intent, nonce=intent.nonce, fee=bumped)
+                self._broadcast(intent)
+                self._update(intent.id, status="sent", sent_at=time.time())
+                intent = self.get(intent.key)
+            if time.monotonic() >= deadline:
+                return intent
+            time.sleep(0.05)
+
+    def _explain(self, intent: Intent, receipt: Any) -> str:
+        contract = self.contracts[intent.contract]
+        fn = getattr(contract.functions, intent.function)(*_decode(intent.args))
+        try:
+            fn.call({"from": self.account.address, "value": intent.value}, int(receipt["blockNumber"]) - 1)
+        except Exception as exc:
+            if _is_revert(exc):
+                return str(decode_revert(intent.function, _revert_data(exc)))
+        return str(ContractRevertError(intent.function, "Reverted"))
