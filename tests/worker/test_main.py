@@ -73,3 +73,30 @@ def test_bench_finetune_interface() -> None:
     result = json.loads(proc.stdout)
     assert {"runner_tokens_per_s", "bare_tokens_per_s", "overhead", "device", "model"} <= set(result)
     assert result["overhead"] == pytest.approx((result["bare_tokens_per_s"] - result["runner_tokens_per_s"]) / result["bare_tokens_per_s"])
+
+
+@pytest.mark.anvil
+@pytest.mark.skipif(not ANVIL_IN_NODE_MODULES.exists(), reason="needs anvil from `npm ci`")
+def test_executor_runs_the_real_worker_process(tmp_path: Path, intents_jsonl: bytes) -> None:
+    from llmos_chain.market.executor import Executor, WorkerCommand
+
+    with Anvil() as node:
+        world = deploy_world(connect(node.url))
+        deployment = tmp_path / "deployment.json"
+        world.suite.deployment.save(deployment)
+        enc = EncryptionKey.generate()
+        Keystore(tmp_path / "worker-ks").save_encryption_key("worker", enc)
+        signer = world.accounts[8]
+        world.act(world.operator).register_worker(signer.address, WorkerParams(signer.address, "CPU", 1, 24, 1, enc.public_bytes()), STAKE)
+        setup = Setup(world, tmp_path, enc, EncryptionKey.generate(), Keystore(tmp_path / "owner-ks"))
+        job_id = setup.job(intents_jsonl, _recipe())
+        command = WorkerCommand(node.url, deployment, tmp_path / "worker-ks", "worker", tmp_path / "results", tmp_path / "work",
+                                {"LLMOS_PRIVATE_KEY": "0x" + signer.key.hex().removeprefix("0x")})
+        executor = Executor(command, tmp_path / "logs")
+        executor.start(job_id, gpu_slots=[0])
+        outcome = executor.wait(job_id, 300)
+        assert outcome.ok, outcome.report
+        att = Attestation.from_json(outcome.report["attestation"])
+        world.act(world.operator).submit(job_id, att, bytes.fromhex(outcome.report["signature"][2:]))
+        assert world.job(job_id).state == JobState.SUBMITTED
+        assert '"event": "attested"' in outcome.log.read_text()

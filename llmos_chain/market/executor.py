@@ -1,0 +1,130 @@
+"""Run worker jobs as separate processes: `python -m worker run …` on the assigned GPU slots.
+
+The executor never imports torch: it starts a process per job with CUDA_VISIBLE_DEVICES set to the
+slots it was given, captures its output to a log file, enforces a time limit, can cancel, and turns
+the process's JSON answer into a clean success or failure report for the coordinator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class WorkerCommand:
+    """What a worker process needs besides the job id."""
+
+    rpc: str
+    deployment: Path
+    keystore: Path
+    enc_key: str
+    results: Path
+    work_dir: Path
+    private_key_env: dict[str, str] = field(default_factory=dict)  # e.g. {"LLMOS_PRIVATE_KEY": "0x…"}
+    python: str = sys.executable
+
+
+@dataclass
+class Outcome:
+    job_id: int
+    ok: bool
+    report: dict[str, Any]
+    returncode: int | None
+    seconds: float
+    log: Path
+    timed_out: bool = False
+    cancelled: bool = False
+
+
+class RunningJob:
+    def __init__(self, job_id: int, process: subprocess.Popen[bytes], log: Path, deadline: float, started: float) -> None:
+        self.job_id = job_id
+        self.process = process
+        self.log = log
+        self.deadline = deadline
+        self.started = started
+        self.cancelled = False
+
+
+class Executor:
+    """Starts, watches and stops worker processes; one per job, each on its own GPU slots."""
+
+    def __init__(self, command: WorkerCommand, logs: Path, time_limit_s: float = 3600.0) -> None:
+        self.command = command
+        self.logs = logs
+        self.time_limit_s = time_limit_s
+        self.running: dict[int, RunningJob] = {}
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def start(self, job_id: int, gpu_slots: list[int] | None = None, time_limit_s: float | None = None) -> RunningJob:
+        if job_id in self.running:
+            return self.running[job_id]
+        c = self.command
+        env = {**os.environ, **c.private_key_env, "PYTHONUNBUFFERED": "1"}
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(s) for s in gpu_slots) if gpu_slots else ""
+        cmd = [c.python, "-m", "worker", "run", "--job", str(job_id), "--rpc", c.rpc, "--deployment", str(c.deployment),
+               "--keystore", str(c.keystore), "--enc-key", c.enc_key, "--results", str(c.results),
+               "--work-dir", str(c.work_dir / str(job_id)), "--json"]
+        log = self.logs / f"job-{job_id}.log"
+        out = open(log, "ab")
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out, env=env, start_new_session=True)
+        out.close()
+        now = time.monotonic()
+        job = RunningJob(job_id, process, log, now + (time_limit_s or self.time_limit_s), now)
+        self.running[job_id] = job
+        return job
+
+    def cancel(self, job_id: int) -> None:
+        job = self.running.get(job_id)
+        if job is not None and job.process.poll() is None:
+            job.cancelled = True
+            os.killpg(job.process.pid, signal.SIGTERM)
+
+    def poll(self) -> list[Outcome]:
+        """Outcomes of the processes that ended (or were stopped for their time limit) since the last poll."""
+        done = []
+        for job_id, job in list(self.running.items()):
+            timed_out = False
+            if job.process.poll() is None:
+                if time.monotonic() < job.deadline:
+                    continue
+                timed_out = True
+                os.killpg(job.process.pid, signal.SIGKILL)
+            job.process.wait()
+            stdout = job.process.stdout.read().decode() if job.process.stdout else ""
+            done.append(self._outcome(job, stdout, timed_out))
+            del self.running[job_id]
+        return done
+
+    def wait(self, job_id: int, timeout_s: float) -> Outcome:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            for outcome in self.poll():
+                if outcome.job_id == job_id:
+                    return outcome
+            time.sleep(0.05)
+        raise TimeoutError(f"job {job_id} still running after {timeout_s}s")
+
+    def _outcome(self, job: RunningJob, stdout: str, timed_out: bool) -> Outcome:
+        seconds = time.monotonic() - job.started
+        report: dict[str, Any]
+        try:
+            report = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
+        except json.JSONDecodeError:
+            report = {}
+        if timed_out:
+            report = {"ok": False, "reason": 6, "error": "TimeLimit", "message": f"the worker ran past its {self.time_limit_s:.0f}s limit"}
+        elif job.cancelled:
+            report = {"ok": False, "reason": 6, "error": "Cancelled", "message": "cancelled by the coordinator"}
+        elif not report:
+            report = {"ok": False, "reason": 6, "error": "WorkerCrashed",
+                      "message": f"the worker exited with code {job.process.returncode} and no report; see {job.log}"}
+        return Outcome(job.job_id, bool(report.get("ok")), report, job.process.returncode, seconds, job.log, timed_out, job.cancelled)
