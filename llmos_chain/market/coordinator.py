@@ -1,0 +1,247 @@
+"""The provider's daemon: follow events, allocate open jobs in batches, run granted jobs, post results.
+
+Each `step()` is one pass of: follow the chain → drive the outbox → allocate the open jobs as one
+batch → start the jobs that were granted to our workers → collect finished runs and queue their
+submissions or failure reports → withdraw credits. Every chain write goes through the outbox under a
+key that names its effect (`assign:JOB:WORKER`, `submit:JOB`, `fail:JOB`), so a restart at any point
+neither loses nor repeats anything; which jobs were started is kept in SQLite too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from llmos_chain.attestation import Attestation
+from llmos_chain.chain.deploy import Suite
+from llmos_chain.chain.follower import Follower
+from llmos_chain.chain.market import JobState, ZERO_ADDRESS, get_job
+from llmos_chain.chain.outbox import Intent, Outbox
+from llmos_chain.errors import LlmosError
+from llmos_chain.market.allocator import JobDemand, WorkerSupply, allocate
+from llmos_chain.market.executor import Executor, Outcome
+from llmos_chain.store import Store
+
+log = logging.getLogger("llmos.coordinator")
+
+RUNS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    job_id INTEGER PRIMARY KEY, worker TEXT NOT NULL, status TEXT NOT NULL, started REAL NOT NULL,
+    finished REAL, report TEXT
+);
+CREATE TABLE IF NOT EXISTS estimates (worker_class TEXT PRIMARY KEY, ratio REAL NOT NULL, runs INTEGER NOT NULL);
+"""
+WEI = 10**18
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """One of this provider's workers as the coordinator schedules it."""
+
+    address: str
+    gpus: int
+    mem_gib: int
+    price_per_gpu_hour_wei: int
+    speed: float = 1.0
+    worker_class: str = "default"
+    gpu_slots: tuple[int, ...] = ()
+
+
+@dataclass
+class StepReport:
+    new_events: int = 0
+    assigned: list[int] = field(default_factory=list)
+    started: list[int] = field(default_factory=list)
+    finished: list[int] = field(default_factory=list)
+    solve_s: float = 0.0
+
+
+class RuntimeEstimator:
+    """GPU-hours a job needs at speed 1.0: a model-size heuristic, corrected per worker class by observed runs."""
+
+    PARAMS = {"minilm-l6": 22.7e6, "tiny-bert": 0.3e6, "tiny-gpt2": 0.3e6}
+    FLOPS_PER_GPU_HOUR = 20e12 * 3600 * 0.3  # a modest GPU at 30 % utilisation
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.db.executescript(RUNS_SCHEMA)
+
+    def work(self, recipe: dict[str, Any] | None) -> float:
+        if not recipe:
+            return 1.0
+        hyper = recipe.get("hyper", {})
+        base = recipe.get("base_model", {})
+        params = self.PARAMS.get(str(base.get("name")), 125e6)
+        tokens = hyper.get("steps", 100) * hyper.get("batch_size", 16) * hyper.get("max_length", 64)
+        return max(1e-3, 6 * params * tokens / self.FLOPS_PER_GPU_HOUR)
+
+    def ratio(self, worker_class: str) -> float:
+        row = self.store.db.execute("SELECT ratio FROM estimates WHERE worker_class = ?", (worker_class,)).fetchone()
+        return float(row["ratio"]) if row else 1.0
+
+    def observe(self, worker_class: str, predicted_h: float, actual_h: float) -> None:
+        """Move the class's correction towards actual/predicted (exponential average, weight 0.3)."""
+        if predicted_h <= 0 or actual_h <= 0:
+            return
+        old = self.ratio(worker_class)
+        new = 0.7 * old + 0.3 * (actual_h / predicted_h)
+        self.store.db.execute("INSERT INTO estimates (worker_class, ratio, runs) VALUES (?, ?, 1) "
+                              "ON CONFLICT(worker_class) DO UPDATE SET ratio = ?, runs = runs + 1", (worker_class, new, new))
+
+
+class Coordinator:
+    def __init__(
+        self,
+        suite: Suite,
+        store: Store,
+        operator: LocalAccount,
+        workers: list[WorkerConfig],
+        executor: Executor,
+        confirmations: int = 0,
+        solver: str = "highs",
+        solve_time_limit_s: float = 2.0,
+    ) -> None:
+        self.suite = suite
+        self.store = store
+        self.operator = operator
+        self.workers = {w.address: w for w in workers}
+        self.executor = executor
+        self.solver = solver
+        self.solve_time_limit_s = solve_time_limit_s
+        self.estimator = RuntimeEstimator(store)
+        self.follower = Follower(suite, store, confirmations=confirmations)
+        self.outbox = Outbox(suite.w3, store, operator, {"JobMarket": suite.market}, already_done=self._already_done)
+        self._recipes: dict[str, dict[str, Any] | None] = {}
+        self.last_solve_s = 0.0
+
+    # ---------------------------------------------------------------- the loop
+    def step(self) -> StepReport:
+        report = StepReport()
+        report.new_events = self.follower.poll().new_events
+        self.outbox.drive(wait_s=0.0)
+        report.assigned, report.solve_s = self._allocate()
+        report.started = self._start_granted()
+        report.finished = self._collect()
+        self.outbox.drive(wait_s=0.0)
+        return report
+
+    def run_forever(self, poll_interval_s: float = 2.0, stop: Any = None) -> None:
+        while stop is None or not stop.is_set():
+            try:
+                self.step()
+            except LlmosError as exc:  # a node hiccup: log, wait, try again; state is in SQLite
+                log.warning("step failed: %s", exc)
+            time.sleep(poll_interval_s)
+
+    # ---------------------------------------------------------------- allocation
+    def _recipe(self, uri: str) -> dict[str, Any] | None:
+        if uri not in self._recipes:
+            from llmos_chain.recipe import Recipe
+
+            try:
+                from urllib.parse import unquote, urlparse
+
+                parsed = urlparse(uri)
+                raw = Path(unquote(parsed.path)).read_bytes() if parsed.scheme == "file" else None
+                self._recipes[uri] = Recipe.parse(raw).model_dump(mode="json") if raw else None
+            except (OSError, LlmosError):
+                self._recipes[uri] = None
+        return self._recipes[uri]
+
+    def _busy_gpus(self) -> dict[str, int]:
+        busy: dict[str, int] = {}
+        for job in self.store.jobs():
+            if job["worker"] in self.workers and job["state"] in ("assigned", "running", "submitted", "disputed"):
+                busy[job["worker"]] = busy.get(job["worker"], 0) + int(job["gpu_count"])
+        for intent in self.outbox.pending():
+            if intent.function == "assign":
+                job = self.store.job(int(intent.args[0]))
+                busy[intent.args[1]] = busy.get(intent.args[1], 0) + (int(job["gpu_count"]) if job else 0)
+        return busy
+
+    def _allocate(self) -> tuple[list[int], float]:
+        pending_jobs = {int(i.args[0]) for i in self.outbox.pending() if i.function == "assign"}
+        open_jobs = [j for j in self.store.jobs("open") if j["job_id"] not in pending_jobs]
+        if not open_jobs:
+            return [], 0.0
+        now = int(self.suite.w3.eth.get_block("latest")["timestamp"])
+        busy = self._busy_gpus()
+        demands = [
+            JobDemand(j["job_id"], int(j["gpu_count"]), int(j["gpu_mem_gib"]), int(j["escrow"]) / WEI,
+                      float(j["deadline"] - now), self.estimator.work(self._recipe(j["recipe_uri"])))
+            for j in open_jobs if j["deadline"] > now and j["token"] == ZERO_ADDRESS  # ERC-20 jobs need a token price feed: not yet
+        ]
+        supplies = [
+            WorkerSupply(w.address, w.gpus - busy.get(w.address, 0), w.mem_gib, w.price_per_gpu_hour_wei / WEI,
+                         w.speed / self.estimator.ratio(w.worker_class))
+            for w in self.workers.values() if w.gpus - busy.get(w.address, 0) > 0
+        ]
+        if not demands or not supplies:
+            return [], 0.0
+        result = allocate(demands, supplies, time_limit_s=self.solve_time_limit_s, solver=self.solver)
+        self.last_solve_s = result.solve_s
+        for job_id, worker in sorted(result.assignments.items()):
+            self.outbox.add(f"assign:{job_id}:{worker}", "JobMarket", "assign", [job_id, worker])
+        return sorted(result.assignments), result.solve_s
+
+    # ---------------------------------------------------------------- running
+    def _start_granted(self) -> list[int]:
+        started = []
+        for job in self.store.jobs("running"):
+            worker = self.workers.get(job["worker"])
+            if worker is None:
+                continue
+            exists = self.store.db.execute("SELECT 1 FROM runs WHERE job_id = ?", (job["job_id"],)).fetchone()
+            if exists and job["job_id"] in self.executor.running:
+                continue
+            if exists is not None:
+                row = self.store.db.execute("SELECT status FROM runs WHERE job_id = ?", (job["job_id"],)).fetchone()
+                if row["status"] != "running":
+                    continue  # finished; its submission or failure report is in the outbox
+            self.store.db.execute("INSERT OR REPLACE INTO runs (job_id, worker, status, started) VALUES (?, ?, 'running', ?)",
+                                  (job["job_id"], worker.address, time.time()))
+            self.executor.start(job["job_id"], list(worker.gpu_slots))
+            started.append(job["job_id"])
+        return started
+
+    def _collect(self) -> list[int]:
+        finished = []
+        for outcome in self.executor.poll():
+            self._record(outcome)
+            finished.append(outcome.job_id)
+        return finished
+
+    def _record(self, outcome: Outcome) -> None:
+        job_id = outcome.job_id
+        self.store.db.execute("UPDATE runs SET status = ?, finished = ?, report = ? WHERE job_id = ?",
+                              ("ok" if outcome.ok else "failed", time.time(), json.dumps(outcome.report), job_id))
+        if outcome.ok:
+            att = Attestation.from_json(outcome.report["attestation"])
+            signature = bytes.fromhex(outcome.report["signature"].removeprefix("0x"))
+            self.outbox.add(f"submit:{job_id}", "JobMarket", "submitResult", [job_id, list(att.as_tuple()), signature])
+            worker = self.workers.get(att.worker)
+            job = self.store.job(job_id)
+            if worker is not None and job is not None:
+                predicted = self.estimator.work(self._recipe(job["recipe_uri"])) / worker.speed
+                self.estimator.observe(worker.worker_class, predicted, outcome.seconds / 3600)
+        else:
+            reason = int(outcome.report.get("reason", 6))
+            details = outcome.report.get("details_hash") or "0x" + "00" * 32
+            self.outbox.add(f"fail:{job_id}", "JobMarket", "reportFailure", [job_id, reason, bytes.fromhex(details.removeprefix("0x"))])
+
+    # ---------------------------------------------------------------- chain checks for the outbox
+    def _already_done(self, intent: Intent) -> bool:
+        job = get_job(self.suite, int(intent.args[0]))
+        if intent.function == "assign":
+            return job.worker == intent.args[1] and job.state is not JobState.OPEN
+        if intent.function == "submitResult":
+            return job.state in (JobState.SUBMITTED, JobState.DISPUTED, JobState.SETTLED, JobState.REFUNDED)
+        if intent.function == "reportFailure":
+            return job.state is JobState.FAILED
+        return False

@@ -1,0 +1,72 @@
+"""The coordinator on anvil: jobs posted by a client are allocated, run in worker processes and submitted."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from llmos_chain.chain.connect import connect
+from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES, Anvil
+from llmos_chain.chain.market import JobState, WorkerParams
+from llmos_chain.crypto.keys import EncryptionKey, Keystore
+from llmos_chain.datasets import grant_access
+from llmos_chain.market.coordinator import Coordinator, WorkerConfig
+from llmos_chain.market.executor import Executor, WorkerCommand
+from llmos_chain.store import Store
+from tests.helpers import STAKE, deploy_world
+from tests.worker.test_runner import Setup, _recipe
+from worker import models
+
+pytestmark = [pytest.mark.anvil, pytest.mark.skipif(not ANVIL_IN_NODE_MODULES.exists(), reason="needs anvil from `npm ci`")]
+
+
+def test_posted_jobs_are_allocated_run_and_submitted(tmp_path: Path, intents_jsonl: bytes) -> None:
+    with Anvil() as node:
+        world = deploy_world(connect(node.url))
+        deployment = tmp_path / "deployment.json"
+        world.suite.deployment.save(deployment)
+        enc = EncryptionKey.generate()
+        Keystore(tmp_path / "worker-ks").save_encryption_key("worker", enc)
+        signer = world.accounts[8]
+        world.act(world.operator).register_worker(signer.address, WorkerParams(signer.address, "CPU", 2, 24, 10**14, enc.public_bytes()), STAKE)
+        setup = Setup(world, tmp_path, enc, EncryptionKey.generate(), Keystore(tmp_path / "owner-ks"))
+
+        command = WorkerCommand(node.url, deployment, tmp_path / "worker-ks", "worker", tmp_path / "results", tmp_path / "work",
+                                {"LLMOS_PRIVATE_KEY": "0x" + signer.key.hex().removeprefix("0x")})
+        coordinator = Coordinator(world.suite, Store(tmp_path / "coordinator.db"), world.operator,
+                                  [WorkerConfig(signer.address, gpus=2, mem_gib=24, price_per_gpu_hour_wei=10**14, gpu_slots=(0, 1))],
+                                  Executor(command, tmp_path / "logs"))
+
+        from llmos_chain.datasets import Manifest, manifest_path
+
+        first = setup.job(intents_jsonl, _recipe())  # assigned and granted by hand: the coordinator only has to run it
+        folder = tmp_path / "job0"
+        manifest = Manifest.load(manifest_path(folder / "data.sealed"))
+        dataset_id = world.job(first).dataset_id
+        recipe = _recipe()
+        request = world.request(dataset_id=dataset_id, recipe_hash=recipe.hash(), recipe_uri=(folder / "recipe.json").as_uri(),
+                                client_key=setup.client_key.public_bytes(),
+                                base_model_hash=models.base_model_hash(recipe.base_model, recipe.hyper.seed))
+        second, _ = world.act(world.client).post_job(request)  # this one the coordinator must allocate too
+
+        deadline = time.monotonic() + 240
+        granted = set()
+        while time.monotonic() < deadline:
+            coordinator.step()
+            view = world.job(second)
+            if view.state is JobState.ASSIGNED and second not in granted:
+                grant_access(world.act(world.owner), setup.store, dataset_id, second, manifest.key_id, 86_400)  # the owner's part
+                granted.add(second)
+            if all(world.job(j).state is JobState.SUBMITTED for j in (first, second)):
+                break
+            time.sleep(0.2)
+        assert world.job(first).state is JobState.SUBMITTED and world.job(second).state is JobState.SUBMITTED
+        assert world.job(second).worker == signer.address
+        keys = {i["key"]: i["status"] for i in map(dict, coordinator.store.db.execute("SELECT key, status FROM outbox"))}
+        assert keys[f"assign:{second}:{signer.address}"] == "confirmed"
+        assert keys[f"submit:{first}"] == "confirmed" and keys[f"submit:{second}"] == "confirmed"
+        assert coordinator.outbox.depth() == 0
+        runs = {r["job_id"]: r["status"] for r in coordinator.store.db.execute("SELECT job_id, status FROM runs")}
+        assert runs == {first: "ok", second: "ok"}
