@@ -51,6 +51,7 @@ class WorkerConfig:
     speed: float = 1.0
     worker_class: str = "default"
     gpu_slots: tuple[int, ...] = ()
+    command: Any = None  # the WorkerCommand for this worker's process (its keys); None: the executor's default
 
 
 @dataclass
@@ -206,7 +207,7 @@ class Coordinator:
                     continue  # finished; its submission or failure report is in the outbox
             self.store.db.execute("INSERT OR REPLACE INTO runs (job_id, worker, status, started) VALUES (?, ?, 'running', ?)",
                                   (job["job_id"], worker.address, time.time()))
-            self.executor.start(job["job_id"], list(worker.gpu_slots))
+            self.executor.start(job["job_id"], list(worker.gpu_slots), command=worker.command)
             started.append(job["job_id"])
         return started
 

@@ -64,10 +64,12 @@ class Executor:
         self.running: dict[int, RunningJob] = {}
         logs.mkdir(parents=True, exist_ok=True)
 
-    def start(self, job_id: int, gpu_slots: list[int] | None = None, time_limit_s: float | None = None) -> RunningJob:
+    def start(self, job_id: int, gpu_slots: list[int] | None = None, time_limit_s: float | None = None,
+              command: WorkerCommand | None = None) -> RunningJob:
+        """Start the worker process for `job_id` (`command` overrides the default, e.g. another worker's keys)."""
         if job_id in self.running:
             return self.running[job_id]
-        c = self.command
+        c = command or self.command
         env = {**os.environ, **c.private_key_env, "PYTHONUNBUFFERED": "1"}
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(s) for s in gpu_slots) if gpu_slots else ""
         cmd = [c.python, "-m", "worker", "run", "--job", str(job_id), "--rpc", c.rpc, "--deployment", str(c.deployment),

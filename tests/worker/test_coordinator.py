@@ -70,3 +70,75 @@ def test_posted_jobs_are_allocated_run_and_submitted(tmp_path: Path, intents_jso
         assert coordinator.outbox.depth() == 0
         runs = {r["job_id"]: r["status"] for r in coordinator.store.db.execute("SELECT job_id, status FROM runs")}
         assert runs == {first: "ok", second: "ok"}
+
+
+def test_coordinator_process_with_its_api(tmp_path: Path, intents_jsonl: bytes) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from llmos_chain.chain.devchain import free_port
+    from llmos_chain.datasets import Manifest, manifest_path, register_dataset, seal_dataset
+
+    with Anvil() as node:
+        world = deploy_world(connect(node.url))
+        deployment = tmp_path / "deployment.json"
+        world.suite.deployment.save(deployment)
+        enc = EncryptionKey.generate()
+        Keystore(tmp_path / "worker-ks").save_encryption_key("worker", enc)
+        signer = world.accounts[8]
+        world.act(world.operator).register_worker(signer.address, WorkerParams(signer.address, "CPU", 1, 24, 10**14, enc.public_bytes()), STAKE)
+        port = free_port()
+        config = {"workers": [{"address": signer.address, "gpus": 1, "mem_gib": 24, "price_per_gpu_hour_wei": 10**14,
+                               "enc_key": "worker", "dev_account": 8}],
+                  "state": str(tmp_path / "c.db"), "results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"),
+                  "work_dir": str(tmp_path / "work"), "keystore": str(tmp_path / "worker-ks"), "poll_interval_s": 0.3, "api_port": port}
+        (tmp_path / "coordinator.json").write_text(json.dumps(config))
+        proc = subprocess.Popen([sys.executable, "-m", "llmos_chain.cli.main", "coordinator", "run", "--rpc", node.url,
+                                 "--deployment", str(deployment), "--config", str(tmp_path / "coordinator.json"), "--dev-account", "4"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            store = Keystore(tmp_path / "owner-ks")
+            src = tmp_path / "d.jsonl"
+            src.write_bytes(intents_jsonl)
+            manifest = seal_dataset(src, tmp_path / "d.sealed", store, chunk_size=4096)
+            dataset_id, _ = register_dataset(world.act(world.owner), manifest, (tmp_path / "d.sealed").as_uri())
+            recipe = _recipe()
+            (tmp_path / "recipe.json").write_bytes(recipe.canonical_bytes())
+            request = world.request(dataset_id=dataset_id, recipe_hash=recipe.hash(), recipe_uri=(tmp_path / "recipe.json").as_uri(),
+                                    client_key=EncryptionKey.generate().public_bytes(),
+                                    base_model_hash=models.base_model_hash(recipe.base_model, recipe.hyper.seed))
+            job, _ = world.act(world.client).post_job(request)
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and world.job(job).state is JobState.OPEN:
+                time.sleep(0.2)
+            assert world.job(job).state is JobState.ASSIGNED, "the coordinator process did not take the job"
+            grant_access(world.act(world.owner), store, dataset_id, job, Manifest.load(manifest_path(tmp_path / "d.sealed")).key_id, 86_400)
+            while time.monotonic() < deadline and world.job(job).state is not JobState.SUBMITTED:
+                time.sleep(0.3)
+            assert world.job(job).state is JobState.SUBMITTED
+            base = f"http://127.0.0.1:{port}"
+            deadline_api = time.monotonic() + 10
+            while time.monotonic() < deadline_api:
+                detail = httpx.get(f"{base}/jobs/{job}").json()
+                if detail.get("state") == "submitted":
+                    break
+                time.sleep(0.3)
+            assert detail["state"] == "submitted" and [h["event"] for h in detail["history"]][0] == "JobPosted"
+            assert httpx.get(f"{base}/health").json()["ok"] is True
+            metrics = httpx.get(f"{base}/metrics").text
+            assert 'llmos_jobs{state="submitted"} 1' in metrics and "llmos_outbox_depth 0" in metrics
+            assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "llmos coordinator"
+            assert httpx.get(f"{base}/workers").json()[0]["address"] == signer.address
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                out = proc.communicate(timeout=20)[0].decode()
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out = proc.communicate()[0].decode()
+        assert "Traceback" not in out, out[-3000:]

@@ -1,0 +1,71 @@
+"""The coordinator's read-only HTTP API (FastAPI, with its OpenAPI schema): jobs, one job's history,
+workers, the current allocation, health, and Prometheus metrics. Bound to localhost by default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import PlainTextResponse
+
+from llmos_chain.market.coordinator import Coordinator
+
+
+def create_app(coordinator: Coordinator) -> FastAPI:
+    app = FastAPI(title="llmos coordinator", version="1", description="Read-only view of one provider's coordinator.")
+    store = coordinator.store
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        try:
+            behind = coordinator.follower.behind()
+            ok = True
+        except Exception as exc:  # the node is down: say so, do not crash the API
+            behind, ok = None, False
+            return {"ok": False, "node": f"unreachable: {exc.__class__.__name__}", "events_behind": behind}
+        return {"ok": ok, "events_behind": behind, "outbox_depth": coordinator.outbox.depth()}
+
+    @app.get("/jobs")
+    def jobs(state: str | None = None) -> list[dict[str, Any]]:
+        return store.jobs(state)
+
+    @app.get("/jobs/{job_id}")
+    def job(job_id: int) -> dict[str, Any]:
+        row = store.job(job_id)
+        if row is None:
+            raise HTTPException(status_code=404, detail=f"job {job_id} not seen")
+        history = [{"event": e.name, "block": e.block, "tx": e.tx_hash, "args": e.args} for e in store.events(job_id)]
+        run = store.db.execute("SELECT status, started, finished FROM runs WHERE job_id = ?", (job_id,)).fetchone()
+        return {**row, "history": history, "run": dict(run) if run else None}
+
+    @app.get("/workers")
+    def workers() -> list[dict[str, Any]]:
+        busy = coordinator._busy_gpus()
+        return [{"address": w.address, "gpus": w.gpus, "busy_gpus": busy.get(w.address, 0), "mem_gib": w.mem_gib,
+                 "price_per_gpu_hour_wei": str(w.price_per_gpu_hour_wei), "worker_class": w.worker_class,
+                 "runtime_correction": coordinator.estimator.ratio(w.worker_class)} for w in coordinator.workers.values()]
+
+    @app.get("/allocation")
+    def allocation() -> list[dict[str, Any]]:
+        return [{"job_id": j["job_id"], "worker": j["worker"], "state": j["state"]} for j in store.jobs()
+                if j["worker"] in coordinator.workers and j["state"] in ("assigned", "running", "submitted", "disputed")]
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        lines = ["# HELP llmos_events_behind Confirmed blocks not yet read.", "# TYPE llmos_events_behind gauge"]
+        try:
+            lines.append(f"llmos_events_behind {coordinator.follower.behind()}")
+        except Exception:
+            lines.append("llmos_events_behind NaN")
+        lines += ["# HELP llmos_outbox_depth Unfinished transactions.", "# TYPE llmos_outbox_depth gauge",
+                  f"llmos_outbox_depth {coordinator.outbox.depth()}",
+                  "# HELP llmos_jobs Jobs by state.", "# TYPE llmos_jobs gauge"]
+        counts: dict[str, int] = {}
+        for j in store.jobs():
+            counts[j["state"]] = counts.get(j["state"], 0) + 1
+        lines += [f'llmos_jobs{{state="{state}"}} {n}' for state, n in sorted(counts.items())]
+        lines += ["# HELP llmos_solve_seconds Last allocation solve time.", "# TYPE llmos_solve_seconds gauge",
+                  f"llmos_solve_seconds {coordinator.last_solve_s}"]
+        return "\n".join(lines) + "\n"
+
+    return app

@@ -1,0 +1,55 @@
+"""The coordinator's configuration file (JSON): this provider's workers and the daemon's settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmos_chain.errors import ConfigError
+
+
+class WorkerEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str
+    gpus: int = Field(ge=1)
+    mem_gib: int = Field(ge=1)
+    price_per_gpu_hour_wei: int = Field(ge=0)
+    speed: float = Field(default=1.0, gt=0)
+    worker_class: str = "default"
+    gpu_slots: list[int] = []
+    enc_key: str  # the worker's HPKE key name in the keystore
+    signer_key_env: str | None = None  # environment variable holding the worker's signing key
+    dev_account: int | None = None  # on dev chains: which funded account signs for this worker
+
+
+class CoordinatorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workers: list[WorkerEntry]
+    state: Path = Path("coordinator.db")
+    results: Path = Path("results")
+    logs: Path = Path("logs")
+    work_dir: Path = Path("work")
+    keystore: Path | None = None
+    confirmations: int = Field(default=0, ge=0)
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    solver: str = Field(default="highs", pattern="^(highs|cbc)$")
+    solve_time_limit_s: float = Field(default=2.0, gt=0)
+    job_time_limit_s: float = Field(default=3600.0, gt=0)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8700, ge=1, le=65535)
+
+    @classmethod
+    def load(cls, path: Path) -> CoordinatorConfig:
+        try:
+            return cls.model_validate(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"coordinator config not found: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"coordinator config {path} is not JSON: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"coordinator config {path}: {problems}") from None
