@@ -33,7 +33,7 @@ log = logging.getLogger("llmos.coordinator")
 RUNS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     job_id INTEGER PRIMARY KEY, worker TEXT NOT NULL, status TEXT NOT NULL, started REAL NOT NULL,
-    finished REAL, report TEXT
+    finished REAL, report TEXT, pid INTEGER
 );
 CREATE TABLE IF NOT EXISTS estimates (worker_class TEXT PRIMARY KEY, ratio REAL NOT NULL, runs INTEGER NOT NULL);
 """
@@ -94,6 +94,17 @@ class RuntimeEstimator:
         new = 0.7 * old + 0.3 * (actual_h / predicted_h)
         self.store.db.execute("INSERT INTO estimates (worker_class, ratio, runs) VALUES (?, ?, 1) "
                               "ON CONFLICT(worker_class) DO UPDATE SET ratio = ?, runs = runs + 1", (worker_class, new, new))
+
+
+def _stop_orphan(pid: int) -> None:
+    """Kill the process group of a worker run that outlived its coordinator (it would race the new run)."""
+    import os
+    import signal
+
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class Coordinator:
@@ -196,18 +207,16 @@ class Coordinator:
         started = []
         for job in self.store.jobs("running"):
             worker = self.workers.get(job["worker"])
-            if worker is None:
+            if worker is None or job["job_id"] in self.executor.running:
                 continue
-            exists = self.store.db.execute("SELECT 1 FROM runs WHERE job_id = ?", (job["job_id"],)).fetchone()
-            if exists and job["job_id"] in self.executor.running:
-                continue
-            if exists is not None:
-                row = self.store.db.execute("SELECT status FROM runs WHERE job_id = ?", (job["job_id"],)).fetchone()
-                if row["status"] != "running":
-                    continue  # finished; its submission or failure report is in the outbox
-            self.store.db.execute("INSERT OR REPLACE INTO runs (job_id, worker, status, started) VALUES (?, ?, 'running', ?)",
-                                  (job["job_id"], worker.address, time.time()))
-            self.executor.start(job["job_id"], list(worker.gpu_slots), command=worker.command)
+            row = self.store.db.execute("SELECT status, pid FROM runs WHERE job_id = ?", (job["job_id"],)).fetchone()
+            if row is not None and row["status"] != "running":
+                continue  # finished; its submission or failure report is in the outbox
+            if row is not None and row["pid"]:
+                _stop_orphan(int(row["pid"]))  # a run left by a previous coordinator process: start afresh
+            running = self.executor.start(job["job_id"], list(worker.gpu_slots), command=worker.command)
+            self.store.db.execute("INSERT OR REPLACE INTO runs (job_id, worker, status, started, pid) VALUES (?, ?, 'running', ?, ?)",
+                                  (job["job_id"], worker.address, time.time(), running.process.pid))
             started.append(job["job_id"])
         return started
 
