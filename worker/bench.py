@@ -17,7 +17,7 @@ import torch
 
 from llmos_chain.chain.connect import connect
 from llmos_chain.chain.contracts import Sender
-from llmos_chain.chain.deploy import DeployParams, Suite, deploy_suite
+from llmos_chain.chain.deploy import Suite, deploy_suite
 from llmos_chain.chain.market import JobRequest, MarketClient, WorkerParams
 from llmos_chain.crypto.keys import EncryptionKey, Keystore
 from llmos_chain.datasets import grant_access, register_dataset, seal_dataset

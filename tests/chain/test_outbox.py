@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from llmos_chain.chain.contracts import Sender
 from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES, Anvil
 from llmos_chain.chain.market import JobState, get_job
 from llmos_chain.chain.outbox import Intent, Outbox

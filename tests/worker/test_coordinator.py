@@ -7,31 +7,24 @@ from pathlib import Path
 
 import pytest
 
-from llmos_chain.chain.connect import connect
-from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES, Anvil
-from llmos_chain.chain.market import JobState, WorkerParams
+from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES
+from llmos_chain.chain.market import JobState
 from llmos_chain.crypto.keys import EncryptionKey, Keystore
 from llmos_chain.datasets import grant_access
 from llmos_chain.market.coordinator import Coordinator, WorkerConfig
 from llmos_chain.market.executor import Executor, WorkerCommand
 from llmos_chain.store import Store
-from tests.helpers import STAKE, deploy_world
-from tests.worker.test_runner import Setup, _recipe
+from tests.worker.conftest import anvil_provider
+from tests.worker.test_runner import _recipe
 from worker import models
 
 pytestmark = [pytest.mark.anvil, pytest.mark.skipif(not ANVIL_IN_NODE_MODULES.exists(), reason="needs anvil from `npm ci`")]
 
 
 def test_posted_jobs_are_allocated_run_and_submitted(tmp_path: Path, intents_jsonl: bytes) -> None:
-    with Anvil() as node:
-        world = deploy_world(connect(node.url))
-        deployment = tmp_path / "deployment.json"
-        world.suite.deployment.save(deployment)
-        enc = EncryptionKey.generate()
-        Keystore(tmp_path / "worker-ks").save_encryption_key("worker", enc)
-        signer = world.accounts[8]
-        world.act(world.operator).register_worker(signer.address, WorkerParams(signer.address, "CPU", 2, 24, 10**14, enc.public_bytes()), STAKE)
-        setup = Setup(world, tmp_path, enc, EncryptionKey.generate(), Keystore(tmp_path / "owner-ks"))
+    with anvil_provider(tmp_path, gpus=2, price=10**14) as provider:
+        node, world, deployment, signer = provider.node, provider.world, provider.deployment, provider.signer
+        setup = provider.setup
 
         command = WorkerCommand(node.url, deployment, tmp_path / "worker-ks", "worker", tmp_path / "results", tmp_path / "work",
                                 {"LLMOS_PRIVATE_KEY": "0x" + signer.key.hex().removeprefix("0x")})
@@ -84,14 +77,8 @@ def test_coordinator_process_with_its_api(tmp_path: Path, intents_jsonl: bytes) 
     from llmos_chain.chain.devchain import free_port
     from llmos_chain.datasets import Manifest, manifest_path, register_dataset, seal_dataset
 
-    with Anvil() as node:
-        world = deploy_world(connect(node.url))
-        deployment = tmp_path / "deployment.json"
-        world.suite.deployment.save(deployment)
-        enc = EncryptionKey.generate()
-        Keystore(tmp_path / "worker-ks").save_encryption_key("worker", enc)
-        signer = world.accounts[8]
-        world.act(world.operator).register_worker(signer.address, WorkerParams(signer.address, "CPU", 1, 24, 10**14, enc.public_bytes()), STAKE)
+    with anvil_provider(tmp_path, gpus=1, price=10**14) as provider:
+        node, world, deployment, signer = provider.node, provider.world, provider.deployment, provider.signer
         port = free_port()
         config = {"workers": [{"address": signer.address, "gpus": 1, "mem_gib": 24, "price_per_gpu_hour_wei": 10**14,
                                "enc_key": "worker", "dev_account": 8}],

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from llmos_chain.chain.connect import connect
-from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES, Anvil
-from llmos_chain.chain.market import JobState, WorkerParams
+from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES
+from llmos_chain.chain.market import JobState
 from llmos_chain.crypto.keys import EncryptionKey, Keystore
 from llmos_chain.datasets import Manifest, grant_access, manifest_path, register_dataset, seal_dataset
-from tests.helpers import STAKE, deploy_world
+from tests.worker.conftest import anvil_provider
 from tests.worker.test_runner import _recipe
 from worker import models
 
@@ -34,14 +33,8 @@ KILLS = 5
 
 def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path, intents_jsonl: bytes) -> None:
     rnd = random.Random(42)
-    with Anvil() as node:
-        world = deploy_world(connect(node.url))
-        deployment = tmp_path / "deployment.json"
-        world.suite.deployment.save(deployment)
-        enc = EncryptionKey.generate()
-        Keystore(tmp_path / "worker-ks").save_encryption_key("worker", enc)
-        signer = world.accounts[8]
-        world.act(world.operator).register_worker(signer.address, WorkerParams(signer.address, "CPU", 4, 24, 10**14, enc.public_bytes()), 10 * STAKE)
+    with anvil_provider(tmp_path, gpus=4, price=10**14, stake_multiple=10) as provider:
+        node, world, deployment, signer = provider.node, provider.world, provider.deployment, provider.signer
         config = {"workers": [{"address": signer.address, "gpus": 4, "mem_gib": 24, "price_per_gpu_hour_wei": 10**14,
                                "enc_key": "worker", "dev_account": 8}],
                   "state": str(tmp_path / "c.db"), "results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"),

@@ -11,27 +11,18 @@ from pathlib import Path
 import pytest
 
 from llmos_chain.attestation import Attestation, verify
-from llmos_chain.chain.connect import connect
-from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES, Anvil
-from llmos_chain.chain.market import JobState, WorkerParams
-from llmos_chain.crypto.keys import EncryptionKey, Keystore
-from tests.helpers import STAKE, deploy_world
-from tests.worker.test_runner import Setup, _recipe
+from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES
+from llmos_chain.chain.market import JobState
+from tests.worker.conftest import anvil_provider
+from tests.worker.test_runner import _recipe
 
 
 @pytest.mark.anvil
 @pytest.mark.skipif(not ANVIL_IN_NODE_MODULES.exists(), reason="needs anvil from `npm ci`")
 def test_worker_process_runs_a_job_on_anvil(tmp_path: Path, intents_jsonl: bytes) -> None:
-    with Anvil() as node:
-        world = deploy_world(connect(node.url))
-        deployment = tmp_path / "deployment.json"
-        world.suite.deployment.save(deployment)
-        worker_store = Keystore(tmp_path / "worker-ks")
-        enc = EncryptionKey.generate()
-        worker_store.save_encryption_key("worker", enc)
-        signer = world.accounts[8]
-        world.act(world.operator).register_worker(signer.address, WorkerParams(signer.address, "CPU", 1, 24, 1, enc.public_bytes()), STAKE)
-        setup = Setup(world, tmp_path, enc, EncryptionKey.generate(), Keystore(tmp_path / "owner-ks"))
+    with anvil_provider(tmp_path, gpus=1, price=1) as provider:
+        node, world, deployment, signer = provider.node, provider.world, provider.deployment, provider.signer
+        setup = provider.setup
         job_id = setup.job(intents_jsonl, _recipe())
         env = {**os.environ, "LLMOS_PRIVATE_KEY": "0x" + signer.key.hex().removeprefix("0x")}
         cmd = [sys.executable, "-m", "worker", "run", "--job", str(job_id), "--rpc", node.url, "--deployment", str(deployment),
@@ -80,15 +71,9 @@ def test_bench_finetune_interface() -> None:
 def test_executor_runs_the_real_worker_process(tmp_path: Path, intents_jsonl: bytes) -> None:
     from llmos_chain.market.executor import Executor, WorkerCommand
 
-    with Anvil() as node:
-        world = deploy_world(connect(node.url))
-        deployment = tmp_path / "deployment.json"
-        world.suite.deployment.save(deployment)
-        enc = EncryptionKey.generate()
-        Keystore(tmp_path / "worker-ks").save_encryption_key("worker", enc)
-        signer = world.accounts[8]
-        world.act(world.operator).register_worker(signer.address, WorkerParams(signer.address, "CPU", 1, 24, 1, enc.public_bytes()), STAKE)
-        setup = Setup(world, tmp_path, enc, EncryptionKey.generate(), Keystore(tmp_path / "owner-ks"))
+    with anvil_provider(tmp_path, gpus=1, price=1) as provider:
+        node, world, deployment, signer = provider.node, provider.world, provider.deployment, provider.signer
+        setup = provider.setup
         job_id = setup.job(intents_jsonl, _recipe())
         command = WorkerCommand(node.url, deployment, tmp_path / "worker-ks", "worker", tmp_path / "results", tmp_path / "work",
                                 {"LLMOS_PRIVATE_KEY": "0x" + signer.key.hex().removeprefix("0x")})
