@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 
 from llmos_chain.market.coordinator import Coordinator
 
@@ -37,6 +37,16 @@ def create_app(coordinator: Coordinator) -> FastAPI:
         history = [{"event": e.name, "block": e.block, "tx": e.tx_hash, "args": e.args} for e in store.events(job_id)]
         run = store.db.execute("SELECT status, started, finished FROM runs WHERE job_id = ?", (job_id,)).fetchone()
         return {**row, "history": history, "run": dict(run) if run else None}
+
+    @app.get("/jobs/{job_id}/result/{name}")
+    def result_file(job_id: int, name: str) -> FileResponse:
+        """One file of the job's result bundle (the output is sealed to the client; the rest is public)."""
+        from llmos_chain.results import BUNDLE_FILES
+
+        path = coordinator.results_dir / str(job_id) / name if coordinator.results_dir else None
+        if name not in BUNDLE_FILES or path is None or not path.is_file():
+            raise HTTPException(status_code=404, detail=f"no {name} for job {job_id}")
+        return FileResponse(path)
 
     @app.get("/workers")
     def workers() -> list[dict[str, Any]]:

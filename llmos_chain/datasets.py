@@ -105,14 +105,18 @@ def plan_grant(suite: Suite, dataset_id: int, job_id: int) -> GrantPlan:
     return GrantPlan(dataset_id, job_id, job.worker, kind, context)
 
 
+def wrap_for_worker(suite: Suite, plan: GrantPlan, data_key: bytes) -> bytes:
+    """The data key wrapped to the planned worker's registered HPKE key, bound to (chain, registry, dataset, job, worker)."""
+    call(suite.datasets.functions.getDataset(plan.dataset_id))  # reverts with DatasetNotFound for an unknown id
+    worker_key = bytes(call(suite.workers.functions.getWorker(plan.worker))[12])
+    return wrap_key(data_key, plan.key_kind, worker_key, plan.context)
+
+
 def grant_access(owner: MarketClient, keystore: Keystore, dataset_id: int, job_id: int, key_id: str, ttl_s: int) -> tuple[GrantPlan, TxReceipt]:
     """Wrap the dataset's data key to the job's assigned worker and publish the grant (starts the job)."""
     suite = owner.suite
     plan = plan_grant(suite, dataset_id, job_id)
-    data_key = keystore.load_data_key(key_id)
-    call(suite.datasets.functions.getDataset(dataset_id))  # reverts with DatasetNotFound for an unknown id
-    worker_key = bytes(call(suite.workers.functions.getWorker(plan.worker))[12])
-    wrapped = wrap_key(data_key, plan.key_kind, worker_key, plan.context)
+    wrapped = wrap_for_worker(suite, plan, keystore.load_data_key(key_id))
     now = int(suite.w3.eth.get_block("latest")["timestamp"])
     receipt = owner.grant(dataset_id, job_id, plan.worker, now + ttl_s, wrapped)
     return plan, receipt

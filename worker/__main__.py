@@ -49,6 +49,14 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from llmos_chain.recipe import Recipe
+    from worker.predict import classify
+
+    print(json.dumps(classify(Recipe.load(args.recipe), Path(args.weights).read_bytes(), args.text)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker", description="The llmos worker runtime.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,13 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="Runner vs bare PyTorch training throughput (JSON on stdout).")
     bench.add_argument("--steps", type=int, default=60)
     bench.add_argument("--model", default="minilm-l6", help="minilm-l6 (default), tiny-bert")
+    predict = sub.add_parser("predict", help="Classify texts with a fine-tuned output (JSON on stdout).")
+    predict.add_argument("--recipe", type=Path, required=True, help="the job's recipe file")
+    predict.add_argument("--weights", type=Path, required=True, help="the decrypted output (safetensors)")
+    predict.add_argument("--text", action="append", required=True, help="a text to classify (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "json", False) is False else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
-        return _run(args) if args.command == "run" else _bench(args)
+        return {"run": _run, "bench": _bench, "predict": _predict}[args.command](args)
     except LlmosError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 1
 
 

@@ -166,7 +166,8 @@ def run_job(
         step("train", steps=recipe.hyper.steps, examples=len(train_set))
         every = max(1, recipe.hyper.steps // 10)
         result = train.train(loaded, recipe, train_b, eval_b,
-                             on_step=lambda s, loss: step("progress", step=s, loss=round(loss, 4)) if s % every == 0 else None)
+                             on_step=lambda s, loss: step("progress", step=s, loss=round(loss, 4)) if s % every == 0 else None,
+                             label_names=dataset.label_names)
         timings["train_s"] = result.train_seconds
         timings["step_seconds"] = result.step_seconds  # type: ignore[assignment]
         timings["step_tokens"] = result.step_tokens  # type: ignore[assignment]

@@ -153,7 +153,7 @@ def trainable_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def export(model: torch.nn.Module, recipe: Recipe) -> bytes:
+def export(model: torch.nn.Module, recipe: Recipe, labels: list[str] | None = None) -> bytes:
     """The fine-tuned weights as safetensors bytes: the adapter for LoRA, everything for full fine-tuning."""
     from safetensors.torch import save
 
@@ -175,7 +175,9 @@ def export(model: torch.nn.Module, recipe: Recipe) -> bytes:
         tensors[name] = tensor.detach().to("cpu").contiguous()
     # One metadata key holding canonical JSON: safetensors writes several keys in a random order, which
     # would make the output hash differ between identical runs.
-    meta = {"format": "llmos-output/1", "recipe_hash": recipe.hash().hex(), "tied": tied}
+    meta: dict[str, object] = {"format": "llmos-output/1", "recipe_hash": recipe.hash().hex(), "tied": tied}
+    if labels is not None:
+        meta["labels"] = labels  # label names by class index: what a user of the model needs to read its answers
     return save(tensors, metadata={"llmos": json.dumps(meta, sort_keys=True, separators=(",", ":"))})
 
 
@@ -221,7 +223,7 @@ def set_deterministic(seed: int, enabled: bool) -> None:
 
 def train(
     loaded: Loaded, recipe: Recipe, train_split: Batchable, eval_split: Batchable,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, float], None] | None = None, label_names: list[str] | None = None,
 ) -> TrainResult:
     """Evaluate, train `recipe.hyper.steps` steps, evaluate again; record the trajectory; export the weights."""
     hyper = recipe.hyper
@@ -283,6 +285,6 @@ def train(
     return TrainResult(
         metric_name=metric_name, metric_before=before, metric_after=after, higher_is_better=higher,
         trajectory=trajectory, trajectory_root=merkle.root_of(r.encode() for r in trajectory), losses=losses,
-        steps=total, train_tokens=tokens, train_seconds=seconds, device=dev.type, output=export(model, recipe),
+        steps=total, train_tokens=tokens, train_seconds=seconds, device=dev.type, output=export(model, recipe, label_names),
         step_tokens=step_tokens, step_seconds=step_seconds,
     )

@@ -48,7 +48,7 @@ def _build(rpc: str | None, deployment: Path | None, config_path: Path, dev_acco
                                     entry.worker_class, tuple(entry.gpu_slots), command))
     executor = Executor(workers[0].command, config.logs.resolve(), config.job_time_limit_s)
     coordinator = Coordinator(suite, Store(config.state), operator, workers, executor, config.confirmations, config.solver,
-                              config.solve_time_limit_s)
+                              config.solve_time_limit_s, config.token_prices, config.withdraw)
     return config, coordinator
 
 

@@ -2,27 +2,57 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.live import Live
+from rich.table import Table
 
 from llmos_chain.cli.output import console, emit_json, err_console, table
 
 
+def _live_table(message: str, jobs: list[dict[str, Any]], started: float) -> Table:
+    t = Table(title=f"{message} … {time.monotonic() - started:.0f} s", title_justify="left")
+    for column in ("job", "what", "state", "worker"):
+        t.add_column(column)
+    for job in jobs:
+        t.add_row(str(job["id"]), job["title"], job["state"], job["worker"])
+    return t
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
 def demo(
-    rpc: str = typer.Option("embedded", "--rpc", help="'embedded' (default, in-process) or a dev node's URL (anvil)."),
+    rpc: str = typer.Option("embedded", "--rpc", help="'embedded' (default, in-process eth-tester) or a dev node's URL (anvil, e.g. from `llmos devnet`)."),
+    workdir: Path = typer.Option(None, "--workdir", help="Keep keystores, sealed data, results and logs here (default: a temporary directory)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with every job."),
 ) -> None:
-    """Run the whole marketplace once: workers, a sealed dataset, three jobs, grants, attestations, payouts."""
+    """Run the whole marketplace once: providers, a sealed dataset, three fine-tuning jobs, grants, results, audits, payouts."""
     from llmos_chain.demo import run_demo
 
     if json_out:
-        result = run_demo(rpc)
-        emit_json(result)
+        emit_json(run_demo(rpc, workdir))
         return
-    with err_console.status("starting") as status:
-        result = run_demo(rpc, progress=lambda message: status.update(message))
-    rows = [[j["id"], j["spec"], j["state"], j["worker_name"], j["currency"], j["gas_total"]] for j in result["jobs"]]
+    started = time.monotonic()
+    with Live(console=err_console, refresh_per_second=4, transient=True) as live:
+        result = run_demo(rpc, workdir, progress=lambda message, jobs: live.update(_live_table(message, jobs, started)))
+    rows = []
+    for j in result["jobs"]:
+        arrow = "↑" if j["higher_is_better"] == (j["metric_after"] > j["metric_before"]) else "✗"
+        rows.append([j["id"], j["title"], j["state"], j["worker"], j["currency"],
+                     sum(j["gas"].values()), "/".join(f"{j['gas'][k] // 1000}k" for k in ("post", "assign", "grant", "submit", "accept")),
+                     f"{j['metric']} {_fmt(j['metric_before'])} → {_fmt(j['metric_after'])} {arrow}",
+                     "[green]pass[/]" if j["audit"] == "pass" else "[bold red]FAIL[/]"])
     table(f"Jobs on chain {result['chain_id']} (dataset {result['dataset']['id']})",
-          ["job", "spec", "state", "worker", "paid in", "gas"], rows)
-    opened = result["client_opened"]
-    console.print(f"client opened job {opened['job']}'s sealed result: {opened['report']}")
-    console.print(f"done in {result['wall_s']} s")
+          ["job", "what", "state", "worker", "paid", "gas", "post/assign/grant/submit/accept", "metric", "audit"], rows)
+    for w in result["withdrawals"]:
+        console.print(f"{w['provider']} withdrew its {w['token']} earnings (gas {w['gas']:,})")
+    predictions = result["predictions"]
+    console.print(f"\nThe client decrypted job {predictions['job']}'s model and asked it:")
+    for answer in predictions["answers"]:
+        console.print(f"  {answer['text']!r} → [bold]{answer['label']}[/] ({answer['score']:.2f})")
+    console.print(f"\ndone in {result['wall_s']} s")

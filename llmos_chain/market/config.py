@@ -39,6 +39,8 @@ class CoordinatorConfig(BaseModel):
     solver: str = Field(default="highs", pattern="^(highs|cbc)$")
     solve_time_limit_s: float = Field(default=2.0, gt=0)
     job_time_limit_s: float = Field(default=3600.0, gt=0)
+    token_prices: dict[str, float] = {}  # ERC-20 address → ETH wei per token base unit (jobs in other tokens are skipped)
+    withdraw: bool = True  # pull the operator's credits after each settled job
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8700, ge=1, le=65535)
 

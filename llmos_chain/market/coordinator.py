@@ -118,6 +118,8 @@ class Coordinator:
         confirmations: int = 0,
         solver: str = "highs",
         solve_time_limit_s: float = 2.0,
+        token_prices: dict[str, float] | None = None,
+        withdraw: bool = True,
     ) -> None:
         self.suite = suite
         self.store = store
@@ -126,11 +128,15 @@ class Coordinator:
         self.executor = executor
         self.solver = solver
         self.solve_time_limit_s = solve_time_limit_s
+        # ETH (wei) per base unit of each accepted ERC-20; jobs paid in other tokens are left to others
+        self.token_prices = {ZERO_ADDRESS.lower(): 1.0, **{k.lower(): float(v) for k, v in (token_prices or {}).items()}}
+        self.withdraw = withdraw
         self.estimator = RuntimeEstimator(store)
         self.follower = Follower(suite, store, confirmations=confirmations)
         self.outbox = Outbox(suite.w3, store, operator, {"JobMarket": suite.market}, already_done=self._already_done)
         self._recipes: dict[str, dict[str, Any] | None] = {}
         self.last_solve_s = 0.0
+        self.results_dir: Path | None = getattr(executor.command, "results", None)
 
     # ---------------------------------------------------------------- the loop
     def step(self) -> StepReport:
@@ -140,6 +146,8 @@ class Coordinator:
         report.assigned, report.solve_s = self._allocate()
         report.started = self._start_granted()
         report.finished = self._collect()
+        if self.withdraw:
+            self._withdraw()
         self.outbox.drive(wait_s=0.0)
         return report
 
@@ -185,9 +193,9 @@ class Coordinator:
         now = int(self.suite.w3.eth.get_block("latest")["timestamp"])
         busy = self._busy_gpus()
         demands = [
-            JobDemand(j["job_id"], int(j["gpu_count"]), int(j["gpu_mem_gib"]), int(j["escrow"]) / WEI,
+            JobDemand(j["job_id"], int(j["gpu_count"]), int(j["gpu_mem_gib"]), int(j["escrow"]) * self.token_prices[j["token"].lower()] / WEI,
                       float(j["deadline"] - now), self.estimator.work(self._recipe(j["recipe_uri"])))
-            for j in open_jobs if j["deadline"] > now and j["token"] == ZERO_ADDRESS  # ERC-20 jobs need a token price feed: not yet
+            for j in open_jobs if j["deadline"] > now and j["token"].lower() in self.token_prices
         ]
         supplies = [
             WorkerSupply(w.address, w.gpus - busy.get(w.address, 0), w.mem_gib, w.price_per_gpu_hour_wei / WEI,
@@ -245,8 +253,23 @@ class Coordinator:
             details = outcome.report.get("details_hash") or "0x" + "00" * 32
             self.outbox.add(f"fail:{job_id}", "JobMarket", "reportFailure", [job_id, reason, bytes.fromhex(details.removeprefix("0x"))])
 
+    # ---------------------------------------------------------------- payouts
+    def _withdraw(self) -> None:
+        """Pull the operator's credits once per newly settled job of ours, per token (pull payments)."""
+        settled: dict[str, int] = {}
+        for job in self.store.jobs("settled"):
+            if job["worker"] in self.workers:
+                settled[job["token"]] = settled.get(job["token"], 0) + 1
+        for token, count in settled.items():
+            key = f"withdraw:{token}:{count}"
+            if self.store.db.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone() is None:
+                if int(self.suite.market.functions.credits(token, self.operator.address).call()) > 0:
+                    self.outbox.add(key, "JobMarket", "withdraw", [token])
+
     # ---------------------------------------------------------------- chain checks for the outbox
     def _already_done(self, intent: Intent) -> bool:
+        if intent.function == "withdraw":
+            return int(self.suite.market.functions.credits(intent.args[0], self.operator.address).call()) == 0
         job = get_job(self.suite, int(intent.args[0]))
         if intent.function == "assign":
             return job.worker == intent.args[1] and job.state is not JobState.OPEN

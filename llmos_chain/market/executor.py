@@ -101,7 +101,10 @@ class Executor:
                 timed_out = True
                 os.killpg(job.process.pid, signal.SIGKILL)
             job.process.wait()
-            stdout = job.process.stdout.read().decode() if job.process.stdout else ""
+            stdout = ""
+            if job.process.stdout is not None:
+                stdout = job.process.stdout.read().decode()
+                job.process.stdout.close()
             done.append(self._outcome(job, stdout, timed_out))
             del self.running[job_id]
         return done

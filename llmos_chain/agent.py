@@ -1,0 +1,223 @@
+"""The owner's and client's agent: grant keys to assigned workers by policy; accept results that audit.
+
+A data owner does not want to sit at a wallet waiting for assignments. The agent follows the chain
+(the same follower and SQLite store the coordinator uses) and, for each job assigned on one of the
+owner's datasets, checks the grant policy (which datasets, which workers or operators, how many jobs
+per dataset) and grants the data key, wrapped to that worker's registered HPKE key for that job. As a
+client it can also fetch each submitted result of its jobs, run the full audit, and accept only
+results whose every check passes (optionally disputing the rest).
+
+Every transaction goes through the outbox (keys `grant:JOB`, `accept:JOB`, `dispute:JOB`), so a
+restart neither repeats nor loses one; every decision is recorded in the `decisions` table.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import blake3
+from eth_account.signers.local import LocalAccount
+
+from llmos_chain.chain.contracts import call
+from llmos_chain.chain.deploy import Suite
+from llmos_chain.chain.follower import Follower
+from llmos_chain.chain.market import JobState, get_job
+from llmos_chain.chain.outbox import Intent, Outbox
+from llmos_chain.crypto.keys import Keystore
+from llmos_chain.datasets import plan_grant, wrap_for_worker
+from llmos_chain.errors import LlmosError
+from llmos_chain.store import Store
+
+log = logging.getLogger("llmos.agent")
+
+DECISIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    job_id INTEGER NOT NULL, kind TEXT NOT NULL, verdict TEXT NOT NULL, detail TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (job_id, kind)
+);
+"""
+
+
+@dataclass(frozen=True)
+class GrantPolicy:
+    """Which assigned jobs get the data key.
+
+    `datasets` maps each of the owner's dataset ids to the data key's id in the keystore; `workers`
+    and `operators` (lower-case addresses) restrict who may read, empty meaning anyone registered;
+    `max_jobs` caps the grants per dataset (None: no cap); grants expire after `ttl_s`.
+    """
+
+    datasets: dict[int, str]
+    workers: frozenset[str] = frozenset()
+    operators: frozenset[str] = frozenset()
+    max_jobs: int | None = None
+    ttl_s: int = 86_400
+
+
+@dataclass(frozen=True)
+class AcceptPolicy:
+    """Which submitted results of the client's jobs are accepted: those whose audit passes."""
+
+    results: str  # a results directory or a coordinator API URL (see llmos_chain.results)
+    dispute_failed: bool = False
+
+
+@dataclass
+class AgentReport:
+    granted: list[int] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)
+    accepted: list[int] = field(default_factory=list)
+    disputed: list[int] = field(default_factory=list)
+    audit_failed: list[int] = field(default_factory=list)
+
+
+class Agent:
+    def __init__(
+        self,
+        suite: Suite,
+        store: Store,
+        owner: LocalAccount | None = None,
+        keystore: Keystore | None = None,
+        grants: GrantPolicy | None = None,
+        client: LocalAccount | None = None,
+        accepts: AcceptPolicy | None = None,
+        confirmations: int = 0,
+    ) -> None:
+        if grants is not None and (owner is None or keystore is None):
+            raise LlmosError("granting needs the owner's account and the keystore holding the data keys")
+        if accepts is not None and client is None:
+            raise LlmosError("accepting needs the client's account")
+        self.suite, self.store = suite, store
+        self.grants, self.accepts = grants, accepts
+        self.keystore = keystore
+        self.follower = Follower(suite, store, confirmations=confirmations)
+        contracts = {"DatasetRegistry": suite.datasets, "JobMarket": suite.market}
+        self.owner_box = Outbox(suite.w3, store, owner, contracts, already_done=self._already_done) if owner else None
+        self.client_box = Outbox(suite.w3, store, client, contracts, already_done=self._already_done) if client else None
+        self.client = client
+        store.db.executescript(DECISIONS_SCHEMA)
+
+    # ---------------------------------------------------------------- the loop
+    def step(self) -> AgentReport:
+        report = AgentReport()
+        self.follower.poll()
+        self._drive()
+        if self.grants is not None:
+            self._grant(report)
+        if self.accepts is not None:
+            self._accept(report)
+        self._drive()
+        return report
+
+    def run_forever(self, poll_interval_s: float = 2.0, stop: Any = None) -> None:
+        while stop is None or not stop.is_set():
+            try:
+                self.step()
+            except LlmosError as exc:  # a node hiccup: state is in SQLite, try again
+                log.warning("step failed: %s", exc)
+            time.sleep(poll_interval_s)
+
+    def decisions(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.store.db.execute("SELECT * FROM decisions ORDER BY job_id, kind")]
+
+    def _drive(self) -> None:
+        for box in (self.owner_box, self.client_box):
+            if box is not None:
+                for intent in box.drive(wait_s=0.0):
+                    if intent.status == "failed":
+                        log.warning("%s failed: %s", intent.key, intent.error)
+
+    def _decided(self, job_id: int, kind: str) -> bool:
+        return self.store.db.execute("SELECT 1 FROM decisions WHERE job_id = ? AND kind = ?", (job_id, kind)).fetchone() is not None
+
+    def _decide(self, job_id: int, kind: str, verdict: str, detail: str) -> None:
+        log.info("job %s: %s %s (%s)", job_id, kind, verdict, detail)
+        self.store.db.execute("INSERT OR REPLACE INTO decisions (job_id, kind, verdict, detail, at) VALUES (?, ?, ?, ?, ?)",
+                              (job_id, kind, verdict, detail, time.time()))
+
+    # ---------------------------------------------------------------- owner: grants
+    def _refusal(self, job: dict[str, Any]) -> str | None:
+        policy = self.grants
+        assert policy is not None
+        worker = str(job["worker"]).lower()
+        if policy.workers and worker not in policy.workers:
+            return f"worker {job['worker']} is not on the allow list"
+        if policy.operators:
+            operator = str(call(self.suite.workers.functions.authorities(job["worker"]))[0]).lower()
+            if operator not in policy.operators:
+                return f"operator {operator} is not on the allow list"
+        if policy.max_jobs is not None:
+            used = self.store.db.execute(
+                "SELECT COUNT(*) AS n FROM decisions d JOIN jobs j ON d.job_id = j.job_id "
+                "WHERE d.kind = 'grant' AND d.verdict = 'granted' AND j.dataset_id = ?", (job["dataset_id"],)).fetchone()["n"]
+            if used >= policy.max_jobs:
+                return f"dataset {job['dataset_id']} already has {used} grant(s), the policy allows {policy.max_jobs}"
+        return None
+
+    def _grant(self, report: AgentReport) -> None:
+        policy, box, keystore = self.grants, self.owner_box, self.keystore
+        assert policy is not None and box is not None and keystore is not None
+        for job in self.store.jobs("assigned"):
+            job_id, dataset_id = int(job["job_id"]), int(job["dataset_id"])
+            if dataset_id not in policy.datasets or self._decided(job_id, "grant"):
+                continue
+            refusal = self._refusal(job)
+            if refusal is not None:
+                self._decide(job_id, "grant", "refused", refusal)
+                report.refused.append(job_id)
+                continue
+            # The key is wrapped now, for the worker the chain names now, bound to this job.
+            plan = plan_grant(self.suite, dataset_id, job_id)
+            wrapped = wrap_for_worker(self.suite, plan, keystore.load_data_key(policy.datasets[dataset_id]))
+            expires = int(self.suite.w3.eth.get_block("latest")["timestamp"]) + policy.ttl_s
+            box.add(f"grant:{job_id}", "DatasetRegistry", "grantAccess", [dataset_id, job_id, plan.worker, expires, wrapped])
+            self._decide(job_id, "grant", "granted", f"to worker {plan.worker}")
+            report.granted.append(job_id)
+
+    # ---------------------------------------------------------------- client: accept what audits
+    def _accept(self, report: AgentReport) -> None:
+        from llmos_chain.audit import audit_job
+        from llmos_chain.results import ResultNotFoundError, fetch_bundle
+
+        policy, box, client = self.accepts, self.client_box, self.client
+        assert policy is not None and box is not None and client is not None
+        for job in self.store.jobs("submitted"):
+            job_id = int(job["job_id"])
+            if str(job["client"]).lower() != client.address.lower() or self._decided(job_id, "accept"):
+                continue
+            with tempfile.TemporaryDirectory(prefix="llmos-agent-") as tmp:
+                try:
+                    bundle = fetch_bundle(policy.results, job_id, Path(tmp))
+                except ResultNotFoundError:
+                    continue  # not published yet: try again next step
+                audit = audit_job(self.suite, job_id, bundle)
+            if audit.passed:
+                box.add(f"accept:{job_id}", "JobMarket", "accept", [job_id])
+                self._decide(job_id, "accept", "accepted", f"{len(audit.checks)} audit checks passed")
+                report.accepted.append(job_id)
+                continue
+            failed = ", ".join(c.name for c in audit.checks if not c.ok)
+            report.audit_failed.append(job_id)
+            if policy.dispute_failed:
+                box.add(f"dispute:{job_id}", "JobMarket", "dispute", [job_id, blake3.blake3(failed.encode()).digest()])
+                self._decide(job_id, "accept", "disputed", f"audit failed: {failed}")
+                report.disputed.append(job_id)
+            else:
+                self._decide(job_id, "accept", "audit-failed", f"audit failed: {failed}; left for the client")
+
+    # ---------------------------------------------------------------- chain checks for the outboxes
+    def _already_done(self, intent: Intent) -> bool:
+        job_id = int(intent.args[1] if intent.function == "grantAccess" else intent.args[0])
+        job = get_job(self.suite, job_id)
+        if intent.function == "grantAccess":
+            return job.state is not JobState.ASSIGNED or job.worker.lower() != str(intent.args[2]).lower()
+        if intent.function == "accept":
+            return job.state is JobState.SETTLED
+        if intent.function == "dispute":
+            return job.state in (JobState.DISPUTED, JobState.SETTLED, JobState.REFUNDED)
+        return False
