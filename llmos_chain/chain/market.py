@@ -150,6 +150,15 @@ class MarketClient:
     def accept(self, job_id: int) -> TxReceipt:
         return self.sender.transact(self.suite.market.functions.accept(job_id))
 
+    def dispute(self, job_id: int, reason_hash: bytes) -> TxReceipt:
+        return self.sender.transact(self.suite.market.functions.dispute(job_id, reason_hash))
+
+    def cancel(self, job_id: int) -> TxReceipt:
+        return self.sender.transact(self.suite.market.functions.cancel(job_id))
+
+    def reclaim(self, job_id: int) -> TxReceipt:
+        return self.sender.transact(self.suite.market.functions.reclaim(job_id))
+
     def withdraw(self, token: str = ZERO_ADDRESS) -> TxReceipt:
         return self.sender.transact(self.suite.market.functions.withdraw(token))
 

@@ -98,3 +98,38 @@ def serve(rpc: str = RPC, deployment: Path = DEPLOYMENT, config: Path = CONFIG, 
 
     cfg, coordinator = _build(rpc, deployment, config, dev_account)
     uvicorn.run(create_app(coordinator), host=cfg.api_host, port=cfg.api_port, log_level="warning")
+
+
+@app.command("register")
+def register(
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    config: Path = CONFIG,
+    dev_account: int = DEV_ACCOUNT,
+    stake: str = typer.Option("1", "--stake-eth", help="Stake per worker, in ETH (locked as collateral while it holds jobs)."),
+) -> None:
+    """Register the config's workers on chain (GPUs, memory, price, their HPKE public keys); skips registered ones."""
+    from decimal import Decimal, InvalidOperation
+
+    from llmos_chain.chain.contracts import Sender, call
+    from llmos_chain.chain.market import MarketClient, WorkerParams
+    from llmos_chain.crypto.keys import Keystore
+    from llmos_chain.settings import load_settings
+
+    try:
+        stake_wei = int(Decimal(stake) * 10**18)
+    except InvalidOperation:
+        raise ConfigError(f"--stake-eth must be a number, got {stake!r}") from None
+    cfg, coordinator = _build(rpc, deployment, config, dev_account)
+    suite = coordinator.suite
+    client = MarketClient(suite, Sender(suite.w3, coordinator.operator))
+    keystore = Keystore(Path(cfg.keystore or load_settings().keystore).expanduser())
+    for entry in cfg.workers:
+        if int(call(suite.workers.functions.idOf(entry.address))) != 0:
+            console.print(f"{entry.address}: already registered")
+            continue
+        key = keystore.load_encryption_key(entry.enc_key)
+        params = WorkerParams(entry.address, entry.worker_class.upper(), entry.gpus, entry.mem_gib, entry.price_per_gpu_hour_wei,
+                              key.public_bytes(), key.kind)
+        receipt = client.register_worker(entry.address, params, stake_wei)
+        console.print(f"{entry.address}: registered with {stake} ETH stake (gas {int(receipt['gasUsed']):,})")

@@ -1,0 +1,120 @@
+"""`llmos agent run`: the data owner's (and client's) daemon: grant by policy, accept what audits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import typer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmos_chain.cli.common import DEPLOYMENT, RPC, open_suite
+from llmos_chain.cli.output import console
+from llmos_chain.errors import ConfigError
+
+app = typer.Typer(help="The data owner's and client's agent: grants keys by policy, accepts results whose audit passes.",
+                  no_args_is_help=True)
+
+
+class RoleKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key_env: str | None = None  # environment variable holding the account's private key
+    dev_account: int | None = None  # on dev chains: which funded account
+
+
+class GrantSection(RoleKey):
+    datasets: dict[int, str]  # dataset id → data key id in the keystore
+    workers: list[str] = []  # allowed worker addresses (empty: any)
+    operators: list[str] = []  # allowed operator addresses (empty: any)
+    max_jobs: int | None = Field(default=None, ge=0)  # grants per dataset
+    ttl_s: int = Field(default=86_400, ge=60)
+
+
+class AcceptSection(RoleKey):
+    results: str  # the coordinator's API URL or results directory
+    dispute_failed: bool = False
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: Path = Path("agent.db")
+    keystore: Path | None = None
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    confirmations: int = Field(default=0, ge=0)
+    grants: GrantSection | None = None
+    accepts: AcceptSection | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> AgentConfig:
+        try:
+            config = cls.model_validate(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"agent config not found: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"agent config {path} is not JSON: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"agent config {path}: {problems}") from None
+        if config.grants is None and config.accepts is None:
+            raise ConfigError(f"agent config {path}: give `grants`, `accepts` or both")
+        return config
+
+
+def _account(role: RoleKey, dev_accounts: list, what: str):  # noqa: ANN001, ANN202
+    from eth_account import Account
+
+    if role.key_env:
+        key = os.environ.get(role.key_env)
+        if not key:
+            raise ConfigError(f"{what}: ${role.key_env} is not set")
+        try:
+            return Account.from_key(key)
+        except (ValueError, TypeError):
+            raise ConfigError(f"{what}: ${role.key_env} is not a valid private key") from None
+    if role.dev_account is not None and dev_accounts:
+        return dev_accounts[role.dev_account]
+    raise ConfigError(f"{what}: give key_env (or dev_account on a dev chain)")
+
+
+@app.command("run")
+def run(
+    config: Path = typer.Option(Path("agent.json"), "--config", help="Agent config (JSON): grant policy, accept policy, state file."),
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    once: bool = typer.Option(False, "--once", help="Do one pass and exit."),
+) -> None:
+    """Follow the chain; grant the data key to workers assigned to your datasets (per policy); accept results that audit."""
+    from llmos_chain.agent import AcceptPolicy, Agent, GrantPolicy
+    from llmos_chain.crypto.keys import Keystore
+    from llmos_chain.settings import load_settings
+    from llmos_chain.store import Store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg = AgentConfig.load(config)
+    _, conn, suite = open_suite(rpc, deployment)
+    dev = conn.dev_accounts()
+    owner = _account(cfg.grants, dev, "grants") if cfg.grants else None
+    client = _account(cfg.accepts, dev, "accepts") if cfg.accepts else None
+    grants = None
+    if cfg.grants:
+        g = cfg.grants
+        grants = GrantPolicy(dict(g.datasets), frozenset(a.lower() for a in g.workers), frozenset(a.lower() for a in g.operators),
+                             g.max_jobs, g.ttl_s)
+    accepts = AcceptPolicy(cfg.accepts.results, cfg.accepts.dispute_failed) if cfg.accepts else None
+    keystore = Keystore(Path(cfg.keystore or load_settings().keystore).expanduser())
+    agent = Agent(suite, Store(cfg.state), owner, keystore if grants else None, grants, client, accepts, cfg.confirmations)
+    if once:
+        report = agent.step()
+        console.print(f"granted {report.granted}, refused {report.refused}, accepted {report.accepted}, "
+                      f"disputed {report.disputed}, audit failed {report.audit_failed}")
+        return
+    roles = " and ".join(r for r, on in (("granting", grants), ("accepting", accepts)) if on)
+    console.print(f"agent {roles}; Ctrl-C stops")
+    try:
+        agent.run_forever(cfg.poll_interval_s)
+    except KeyboardInterrupt:
+        console.print("stopping: decisions and pending transactions are kept in the state file")

@@ -1,0 +1,181 @@
+"""`llmos job …`: the client's commands: post, status, accept, dispute, cancel, reclaim, fetch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import blake3
+import typer
+
+from llmos_chain.chain.market import JobRequest, MarketClient, ZERO_ADDRESS, get_job
+from llmos_chain.cli.common import DEPLOYMENT, DEV_ACCOUNT, JSON, KEYSTORE, RPC, acting_client, keystore, open_suite
+from llmos_chain.cli.output import console, emit_json, table
+from llmos_chain.errors import ConfigError, SealedDataError
+
+app = typer.Typer(help="The client's side of a job: post it, follow it, accept or dispute the result, fetch the model.",
+                  no_args_is_help=True)
+JOB = typer.Argument(..., help="Job id.")
+
+
+def _client(rpc: str | None, deployment: Path | None, dev_account: int) -> MarketClient:
+    settings, conn, suite = open_suite(rpc, deployment)
+    return acting_client(settings, conn, suite, dev_account)
+
+
+def _tx(receipt: Any) -> str:
+    return "0x" + bytes(receipt["transactionHash"]).hex()
+
+
+def _done(json_out: bool, job_id: int, action: str, receipt: Any, client: MarketClient) -> None:
+    state = get_job(client.suite, job_id).state.name.lower()
+    if json_out:
+        emit_json({"job": job_id, "action": action, "state": state, "tx": _tx(receipt), "gas": int(receipt["gasUsed"])})
+    else:
+        console.print(f"job {job_id}: {action} → {state} (tx {_tx(receipt)}, gas {int(receipt['gasUsed']):,})")
+
+
+@app.command("post")
+def post(
+    dataset: int = typer.Option(..., "--dataset", help="Registered dataset id to fine-tune on."),
+    recipe: Path = typer.Option(..., "--recipe", help="Recipe file (JSON); its canonical hash goes on chain."),
+    recipe_uri: str = typer.Option(None, "--recipe-uri", help="Where workers fetch the recipe (default: file:// of --recipe)."),
+    client_key: str = typer.Option(..., "--client-key", help="Name of your encryption key in the keystore: the output is sealed to it."),
+    amount: int = typer.Option(..., "--amount", help="Escrow in wei (or token base units with --token)."),
+    gpus: int = typer.Option(1, "--gpus", min=1, max=255, help="GPUs the job needs."),
+    mem: int = typer.Option(16, "--mem", min=1, help="GPU memory per GPU, GiB."),
+    hours: float = typer.Option(24.0, "--hours", min=0.01, help="Deadline: this many hours from now."),
+    challenge_window: int = typer.Option(3600, "--challenge-window", help="Seconds you have to dispute a submitted result."),
+    token: str = typer.Option(None, "--token", help="Pay in this ERC-20 instead of ETH (approved automatically)."),
+    keystore_dir: Path = KEYSTORE,
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    dev_account: int = DEV_ACCOUNT,
+    json_out: bool = JSON,
+) -> None:
+    """Post a fine-tuning job with its escrow; prints the job id."""
+    from llmos_chain.basemodel import base_model_hash
+    from llmos_chain.recipe import Recipe
+
+    parsed = Recipe.load(recipe)
+    base_hash = base_model_hash(parsed.base_model, parsed.hyper.seed)
+    key = keystore(keystore_dir).load_encryption_key(client_key)
+    client = _client(rpc, deployment, dev_account)
+    w3 = client.suite.w3
+    pay_in = ZERO_ADDRESS
+    if token:
+        from web3 import Web3
+
+        if not Web3.is_address(token):
+            raise ConfigError(f"--token must be an address, got {token!r}")
+        pay_in = Web3.to_checksum_address(token)
+        from llmos_chain.chain.contracts import abi
+
+        erc20 = w3.eth.contract(pay_in, abi=abi("TestToken"))  # only the ERC-20 part (allowance, approve) is used
+        if int(erc20.functions.allowance(client.address, client.suite.market.address).call()) < amount:
+            client.sender.transact(erc20.functions.approve(client.suite.market.address, amount))
+    now = int(w3.eth.get_block("latest")["timestamp"])
+    request = JobRequest(dataset, base_hash, parsed.hash(), recipe_uri or recipe.resolve().as_uri(), gpus, mem,
+                         now + int(hours * 3600), challenge_window, amount, key.public_bytes(), pay_in)
+    job_id, receipt = client.post_job(request)
+    if json_out:
+        emit_json({"job": job_id, "tx": _tx(receipt), "gas": int(receipt["gasUsed"]), "recipe_hash": "0x" + parsed.hash().hex(),
+                   "base_model_hash": "0x" + base_hash.hex(), "recipe_uri": request.recipe_uri})
+        return
+    console.print(f"posted job {job_id} (tx {_tx(receipt)}, gas {int(receipt['gasUsed']):,})")
+
+
+@app.command("status")
+def status(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, json_out: bool = JSON) -> None:
+    """A job's state, terms and history, from the chain."""
+    from llmos_chain.audit import _events, _jsonable
+
+    _, _, suite = open_suite(rpc, deployment)
+    view = get_job(suite, job)
+    history = [{"event": name, "block": log["blockNumber"], "tx": "0x" + bytes(log["transactionHash"]).hex(),
+                **{k: _jsonable(v) for k, v in dict(log["args"]).items() if k not in ("jobId", "clientKey")}}
+               for name, log in _events(suite, job)]
+    info = {"job": job, "state": view.state.name.lower(), "client": view.client,
+            "worker": None if view.worker == ZERO_ADDRESS else view.worker, "dataset": view.dataset_id, "gpus": view.gpu_count,
+            "gpu_mem_gib": view.gpu_mem_gib, "escrow": str(view.escrow), "token": "ETH" if view.token == ZERO_ADDRESS else view.token,
+            "deadline": view.deadline, "challenge_window": view.challenge_window, "history": history}
+    if json_out:
+        emit_json(info)
+        return
+    deadline = dt.datetime.fromtimestamp(view.deadline, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    table(f"Job {job}: {info['state']}", ["field", "value"], [
+        ["client", view.client], ["worker", info["worker"] or "—"], ["dataset", view.dataset_id],
+        ["needs", f"{view.gpu_count} GPU × {view.gpu_mem_gib} GiB"], ["escrow", f"{view.escrow:,} ({info['token']})"],
+        ["deadline", deadline]])
+    table("History", ["block", "event", "tx"], [[h["block"], h["event"], h["tx"][:18] + "…"] for h in history])
+
+
+def _simple(action: str, method: str) -> Any:
+    def command(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, dev_account: int = DEV_ACCOUNT,
+                json_out: bool = JSON) -> None:
+        client = _client(rpc, deployment, dev_account)
+        _done(json_out, job, action, getattr(client, method)(job), client)
+    return command
+
+
+app.command("accept", help="Accept a submitted result: pays the worker's operator now.")(_simple("accept", "accept"))
+app.command("cancel", help="Cancel an open (unassigned) job: the escrow is refunded.")(_simple("cancel", "cancel"))
+app.command("reclaim", help="After the deadline, take back the escrow of a job that got no result (slashes a worker that held a grant).")(
+    _simple("reclaim", "reclaim"))
+
+
+@app.command("dispute")
+def dispute(
+    job: int = JOB,
+    reason: str = typer.Option(..., "--reason", help="Why (its BLAKE3 goes on chain; keep the text for the arbiter)."),
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    dev_account: int = DEV_ACCOUNT,
+    json_out: bool = JSON,
+) -> None:
+    """Dispute a submitted result within the challenge window; the arbiter decides."""
+    client = _client(rpc, deployment, dev_account)
+    _done(json_out, job, "dispute", client.dispute(job, blake3.blake3(reason.encode()).digest()), client)
+
+
+@app.command("fetch")
+def fetch_cmd(
+    job: int = JOB,
+    source: str = typer.Option(..., "--from", help="Result source: the coordinator's API URL or its results directory."),
+    client_key: str = typer.Option(..., "--client-key", help="Your encryption key's name (the one the job was posted with)."),
+    out: Path = typer.Option(None, "--out", help="Where to write the decrypted model (default: job-<id>.safetensors)."),
+    keystore_dir: Path = KEYSTORE,
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    json_out: bool = JSON,
+) -> None:
+    """Download the job's result, check it against the hash on chain, unwrap its key and decrypt the model."""
+    from llmos_chain.crypto import stream
+    from llmos_chain.crypto.keys import OutputContext, unwrap_key
+    from llmos_chain.results import fetch_bundle
+
+    _, conn, suite = open_suite(rpc, deployment)
+    view = get_job(suite, job)
+    submitted = suite.market.events.ResultSubmitted().get_logs(from_block=suite.deployment.start_block, argument_filters={"jobId": job})
+    if not submitted:
+        raise ConfigError(f"job {job} has no submitted result (state {view.state.name.lower()})")
+    key = keystore(keystore_dir).load_encryption_key(client_key)
+    target = out or Path(f"job-{job}.safetensors")
+    with tempfile.TemporaryDirectory(prefix="llmos-fetch-") as tmp:
+        bundle = fetch_bundle(source, job, Path(tmp))
+        sealed = (bundle / "output.sealed").read_bytes()
+        expected = bytes(submitted[-1]["args"]["outputHash"])
+        if blake3.blake3(sealed).digest() != expected:
+            raise SealedDataError(f"the sealed output from {source} does not match the output hash on chain (0x{expected.hex()})")
+        context = OutputContext(conn.chain_id, suite.market.address, job, view.client)
+        data_key = unwrap_key((bundle / "output.key").read_bytes(), key, context)
+        model = stream.open_to_memory(sealed, data_key)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(bytes(model))
+        partial.replace(target)
+    if json_out:
+        emit_json({"job": job, "out": str(target), "bytes": len(model), "output_hash": "0x" + expected.hex()})
+        return
+    console.print(f"job {job}: verified and decrypted the output model → {target} ({len(model):,} bytes)")
