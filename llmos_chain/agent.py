@@ -115,11 +115,13 @@ class Agent:
         return report
 
     def run_forever(self, poll_interval_s: float = 2.0, stop: Any = None) -> None:
+        from llmos_chain.market.coordinator import NODE_TROUBLE
+
         while stop is None or not stop.is_set():
             try:
                 self.step()
-            except LlmosError as exc:  # a node hiccup: state is in SQLite, try again
-                log.warning("step failed: %s", exc)
+            except NODE_TROUBLE as exc:  # a node hiccup: state is in SQLite, try again
+                log.warning("step failed, will retry: %s: %s", type(exc).__name__, exc)
             time.sleep(poll_interval_s)
 
     def decisions(self) -> list[dict[str, Any]]:

@@ -98,7 +98,9 @@ def _gas(w3: Any, tx_hash: str | None) -> int | None:
 
 
 def _intent_hash(store: Store, key: str) -> str | None:
-    row = store.db.execute("SELECT tx_hash, status FROM outbox WHERE key = ?", (key,)).fetchone()
+    """The mined transaction of the confirmed intent whose key is `key` or starts with `key:`."""
+    row = store.db.execute("SELECT tx_hash, status FROM outbox WHERE (key = ? OR key LIKE ?) AND status = 'confirmed'",
+                           (key, key + ":%")).fetchone()
     return str(row["tx_hash"]) if row is not None and row["status"] == "confirmed" else None
 
 

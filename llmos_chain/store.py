@@ -119,6 +119,12 @@ class Store:
         self.db.execute("DELETE FROM jobs")
         for event in self.events():
             self.project(event)
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone():
+            # Transactions mined in the dropped blocks may be gone: their intents go back to be checked
+            # against the new chain (`already_done`) and, if their effect is missing, signed again.
+            self.db.execute(
+                "UPDATE outbox SET status = 'intent', nonce = NULL, tx_hash = NULL, raw_tx = NULL, fee = NULL, hashes = '[]', "
+                "block = NULL, sent_at = NULL, error = NULL WHERE block > ? AND status IN ('confirmed', 'failed')", (block,))
         return removed
 
     # ---------------------------------------------------------------- projections

@@ -19,6 +19,7 @@ from typing import Any
 
 from eth_utils import event_abi_to_log_topic
 from web3._utils.events import get_event_data
+from web3.exceptions import BlockNotFound
 
 from llmos_chain.chain.deploy import Suite
 from llmos_chain.errors import ChainError
@@ -134,6 +135,6 @@ class Follower:
             return None
         try:
             block = self.w3.eth.get_block(number)
-        except Exception:  # the block is gone (the chain is shorter now)
+        except BlockNotFound:  # the block is gone (the chain is shorter now); a node error propagates
             return None
         return _hex(block["hash"])

@@ -221,6 +221,14 @@ class Outbox:
                 continue
         return None
 
+    def _known(self, intent: Intent) -> bool:
+        """Whether the node has the intent's latest transaction (pending or mined)."""
+        try:
+            self.w3.eth.get_transaction(intent.tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return False
+        return True
+
     def _settle(self, intent: Intent, wait_s: float) -> Intent:
         deadline = time.monotonic() + wait_s
         while True:
@@ -234,11 +242,17 @@ class Outbox:
                                  error=self._explain(intent, receipt))
                 return self.get(intent.key)
             chain_nonce = int(self.w3.eth.get_transaction_count(self.account.address, "latest"))
+            if intent.nonce is not None and chain_nonce > intent.nonce and self._receipt(intent) is not None:
+                continue  # mined between the two reads: settle by the receipt on the next pass
             if intent.nonce is not None and chain_nonce > intent.nonce:
                 # our nonce is used, but by none of our hashes: decide from chain state, never by resending
                 status = "done_elsewhere" if self._done(intent) else "intent"
                 self._update(intent.id, status=status, nonce=None if status == "intent" else intent.nonce)
                 return self.get(intent.key)
+            if not self._known(intent):
+                # the node never took it (the broadcast met an error, or the node restarted without its pool):
+                # the same signed bytes again, the same hash; never a new transaction
+                self._broadcast(intent)
             if intent.sent_at is not None and time.time() - intent.sent_at > self.stuck_after_s:
                 bumped = int((intent.fee or self._fee()) * self.fee_bump) + 1
                 log.warning("replacing stuck %s at nonce %s with fee %d", intent.key, intent.nonce, bumped)

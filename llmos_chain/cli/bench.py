@@ -120,3 +120,23 @@ def alloc(
     table("Allocation: MILP (HiGHS) vs greedy", ["jobs × workers", "pairs", "solve s", "gap to bound", "cost vs greedy", "assigned (greedy)", "status"],
           [[f"{r['jobs']}×{r['workers']}", r["variables"], f"{r['solve_s']:.2f}", f"{r['gap']:.2%}", f"{r['vs_greedy']:.4f}",
             f"{r['assigned']} ({r['greedy_assigned']})", r["status"]] for r in result["runs"]])
+
+
+@app.command("pipeline")
+def pipeline(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    jobs: int = typer.Option(100, "--jobs", min=1, help="Jobs in the burst."),
+) -> None:
+    """JobPosted → Assigned on anvil with no training: jobs per second and the median latency, against a
+    baseline coordinator that allocates one job per cycle (each on a fresh node, same run)."""
+    from llmos_chain.bench.pipeline import run
+
+    result = run(jobs)
+    if json_out:
+        emit_json(result)
+        return
+    rows = []
+    for name, r in (("batched (all open jobs per cycle)", result["batched"]), ("baseline: one job per cycle", result["baseline_one_per_cycle"])):
+        rows.append([name, f"{r['assigned']}/{r['jobs']}", r["cycles"], f"{r['jobs_per_s']:.1f}", f"{r['median_latency_s']:.3f}",
+                     f"{r['p90_latency_s']:.3f}"])
+    table("Pipeline on anvil: JobPosted → Assigned", ["coordinator", "assigned", "cycles", "jobs/s", "median latency s", "p90 s"], rows)

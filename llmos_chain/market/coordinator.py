@@ -3,7 +3,7 @@
 Each `step()` is one pass of: follow the chain → drive the outbox → allocate the open jobs as one
 batch → start the jobs that were granted to our workers → collect finished runs and queue their
 submissions or failure reports → withdraw credits. Every chain write goes through the outbox under a
-key that names its effect (`assign:JOB:WORKER`, `submit:JOB`, `fail:JOB`), so a restart at any point
+key that names its effect (`assign:JOB:WORKER:OPENING_TX`, `submit:JOB`, `fail:JOB`, `withdraw:TOKEN:N`), so a restart at any point
 neither loses nor repeats anything; which jobs were started is kept in SQLite too.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from web3.exceptions import Web3Exception
 
 from llmos_chain.attestation import Attestation
 from llmos_chain.chain.deploy import Suite
@@ -29,6 +30,10 @@ from llmos_chain.market.executor import Executor, Outcome
 from llmos_chain.store import Store
 
 log = logging.getLogger("llmos.coordinator")
+
+#: What a node that is down, restarting or answering errors raises: connection errors are OSErrors
+#: (requests' included), JSON-RPC error answers are Web3Exceptions, and our own wrappers LlmosErrors.
+NODE_TROUBLE: tuple[type[BaseException], ...] = (LlmosError, OSError, Web3Exception)
 
 RUNS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -120,6 +125,7 @@ class Coordinator:
         solve_time_limit_s: float = 2.0,
         token_prices: dict[str, float] | None = None,
         withdraw: bool = True,
+        max_batch: int | None = None,
     ) -> None:
         self.suite = suite
         self.store = store
@@ -131,6 +137,7 @@ class Coordinator:
         # ETH (wei) per base unit of each accepted ERC-20; jobs paid in other tokens are left to others
         self.token_prices = {ZERO_ADDRESS.lower(): 1.0, **{k.lower(): float(v) for k, v in (token_prices or {}).items()}}
         self.withdraw = withdraw
+        self.max_batch = max_batch  # jobs allocated per cycle (None: all open jobs as one batch)
         self.estimator = RuntimeEstimator(store)
         self.follower = Follower(suite, store, confirmations=confirmations)
         self.outbox = Outbox(suite.w3, store, operator, {"JobMarket": suite.market}, already_done=self._already_done)
@@ -151,12 +158,17 @@ class Coordinator:
         self.outbox.drive(wait_s=0.0)
         return report
 
+    def safe_step(self) -> StepReport | None:
+        """One step; a node that is down or answers errors ends the step early (state is in SQLite), returning None."""
+        try:
+            return self.step()
+        except NODE_TROUBLE as exc:
+            log.warning("step failed, will retry: %s: %s", type(exc).__name__, exc)
+            return None
+
     def run_forever(self, poll_interval_s: float = 2.0, stop: Any = None) -> None:
         while stop is None or not stop.is_set():
-            try:
-                self.step()
-            except LlmosError as exc:  # a node hiccup: log, wait, try again; state is in SQLite
-                log.warning("step failed: %s", exc)
+            self.safe_step()
             time.sleep(poll_interval_s)
 
     # ---------------------------------------------------------------- allocation
@@ -187,7 +199,7 @@ class Coordinator:
 
     def _allocate(self) -> tuple[list[int], float]:
         pending_jobs = {int(i.args[0]) for i in self.outbox.pending() if i.function == "assign"}
-        open_jobs = [j for j in self.store.jobs("open") if j["job_id"] not in pending_jobs]
+        open_jobs = [j for j in self.store.jobs("open") if j["job_id"] not in pending_jobs][: self.max_batch]
         if not open_jobs:
             return [], 0.0
         now = int(self.suite.w3.eth.get_block("latest")["timestamp"])
@@ -207,8 +219,14 @@ class Coordinator:
         result = allocate(demands, supplies, time_limit_s=self.solve_time_limit_s, solver=self.solver)
         self.last_solve_s = result.solve_s
         for job_id, worker in sorted(result.assignments.items()):
-            self.outbox.add(f"assign:{job_id}:{worker}", "JobMarket", "assign", [job_id, worker])
+            # keyed by the event that opened the job: a reopened job, or one posted again after a reorg, is a new intent
+            self.outbox.add(f"assign:{job_id}:{worker}:{self._opened_by(job_id)}", "JobMarket", "assign", [job_id, worker])
         return sorted(result.assignments), result.solve_s
+
+    def _opened_by(self, job_id: int) -> str:
+        row = self.store.db.execute("SELECT tx_hash FROM events WHERE job_id = ? AND name IN ('JobPosted', 'JobReopened') "
+                                    "ORDER BY block DESC, log_index DESC LIMIT 1", (job_id,)).fetchone()
+        return str(row["tx_hash"])[:18] if row else "0x"
 
     # ---------------------------------------------------------------- running
     def _start_granted(self) -> list[int]:

@@ -1,0 +1,194 @@
+"""The coordinator against a node in trouble: stopped and restarted with its state, answering errors, reorged.
+
+Each test ends with the coordinator's view matching the chain: every job in the state the contract
+reports, one assignment per job, no intent left unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web3 import Web3
+
+from llmos_chain.chain.connect import connect
+from llmos_chain.chain.deploy import Deployment, Suite
+from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES, Anvil
+from llmos_chain.chain.market import JobState, MarketClient, WorkerParams, get_job
+from llmos_chain.chain.contracts import Sender
+from llmos_chain.market.coordinator import Coordinator, WorkerConfig
+from llmos_chain.market.executor import Executor, WorkerCommand
+from llmos_chain.store import Store
+from tests.helpers import STAKE, World, deploy_world
+
+pytestmark = [pytest.mark.anvil, pytest.mark.skipif(not ANVIL_IN_NODE_MODULES.exists(), reason="needs anvil from `npm ci`")]
+
+
+@dataclass
+class Provider:
+    world: World
+    coordinator: Coordinator
+    dataset_id: int
+
+    def post(self, amount: int = 10**16) -> int:
+        w = self.world
+        job_id, _ = w.act(w.client).post_job(w.request(dataset_id=self.dataset_id, amount=amount))
+        return job_id
+
+    def steps_until(self, done: Callable[[], bool], timeout_s: float = 60.0) -> int:
+        """Run the coordinator as `run_forever` does (a failing step is retried) until `done()`; returns failed steps."""
+        failed = 0
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            assert time.monotonic() < deadline, "the coordinator did not get there in time"
+            if self.coordinator.safe_step() is None:
+                failed += 1
+            time.sleep(0.05)
+        return failed
+
+    def assert_matches_chain(self, job_ids: list[int]) -> None:
+        suite, store = self.world.suite, self.coordinator.store
+        for job_id in job_ids:
+            row, view = store.job(job_id), get_job(suite, job_id)
+            assert row is not None and row["state"] == view.state.name.lower(), (job_id, row, view)
+            assert row["worker"] == view.worker
+        assigned = suite.market.events.JobAssigned().get_logs(from_block=suite.deployment.start_block)
+        assert sorted(e["args"]["jobId"] for e in assigned) == sorted(job_ids)  # exactly one assignment each
+        assert self.coordinator.outbox.depth() == 0
+
+
+def _provider(world: World, tmp: Path, url: str | None = None) -> Provider:
+    """A coordinator with one 8-GPU worker, talking to the node at `url` (default: the world's own connection)."""
+    signer = world.accounts[8]
+    world.act(world.operator).register_worker(signer.address, WorkerParams(signer.address, "CPU", 8, 24, 10**14, b"\x01" * 32), STAKE * 8)
+    dataset_id, _ = world.act(world.owner).register_dataset(b"\x01" * 32, b"\x02" * 32, 1, "file:///dev/null")
+    suite = world.suite if url is None else Suite(Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 5})), world.suite.deployment)
+    command = WorkerCommand(url or "", tmp / "deployment.json", tmp, "none", tmp / "results", tmp / "work")
+    coordinator = Coordinator(suite, Store(tmp / "coordinator.db"), world.operator, [WorkerConfig(signer.address, 8, 24, 10**14)],
+                              Executor(command, tmp / "logs"), withdraw=False)
+    return Provider(world, coordinator, dataset_id)
+
+
+def _assigned(provider: Provider, job_ids: list[int]) -> Callable[[], bool]:
+    return lambda: all(get_job(provider.world.suite, j).state is JobState.ASSIGNED for j in job_ids) and \
+        all((provider.coordinator.store.job(j) or {}).get("state") == "assigned" for j in job_ids) and \
+        provider.coordinator.outbox.depth() == 0
+
+
+def test_node_stopped_and_restarted_with_its_state(tmp_path: Path) -> None:
+    state = tmp_path / "anvil-state.json"
+    node = Anvil(state_file=state).start()
+    try:
+        world = deploy_world(connect(node.url))
+        provider = _provider(world, tmp_path)
+        first = [provider.post() for _ in range(3)]
+        provider.steps_until(_assigned(provider, first))
+
+        node.stop()  # SIGTERM: anvil writes its state
+        assert state.exists()
+        failed = sum(provider.coordinator.safe_step() is None for _ in range(3))
+        assert failed == 3  # every step fails cleanly while the node is down…
+        assert [provider.coordinator.store.job(j)["state"] for j in first] == ["assigned"] * 3  # …and forgets nothing
+
+        node = Anvil(port=node.port, state_file=state).start()  # same URL, state loaded
+        world.conn.w3.provider = Web3.HTTPProvider(node.url)  # a fresh connection pool for the test's own calls
+        second = [provider.post() for _ in range(2)]
+        provider.steps_until(_assigned(provider, first + second))
+        provider.assert_matches_chain(first + second)
+    finally:
+        node.stop()
+
+
+class FlakyProxy:
+    """A JSON-RPC proxy that answers a random `rate` of requests with an error (half HTTP 502, half a JSON-RPC error)."""
+
+    def __init__(self, upstream: str, rate: float = 0.1, seed: int = 0) -> None:
+        self.upstream, self.rate, self.count, self.failed = upstream, rate, 0, 0
+        self.random = random.Random(seed)
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with proxy.lock:
+                    proxy.count += 1
+                    fail = proxy.random.random() < proxy.rate
+                    proxy.failed += fail
+                    http_error = fail and proxy.random.random() < 0.5
+                if http_error:
+                    self.send_response(502)
+                    self.end_headers()
+                    return
+                if fail:
+                    request = json.loads(body)
+                    payload = json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "error": {"code": -32603, "message": "internal error"}})
+                    data = payload.encode()
+                else:
+                    req = urllib.request.Request(proxy.upstream, body, {"Content-Type": "application/json"})
+                    with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
+                        data = response.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_node_answering_errors(tmp_path: Path) -> None:
+    with Anvil() as node:
+        world = deploy_world(connect(node.url))
+        proxy = FlakyProxy(node.url, rate=0.15)
+        try:
+            provider = _provider(world, tmp_path, proxy.url)
+            jobs = [provider.post() for _ in range(6)]
+            failed = provider.steps_until(_assigned(provider, jobs), timeout_s=120)
+            assert proxy.failed >= 3 and failed > 0  # the node really did fail under it
+            proxy.rate = 0.0  # the node recovers
+            provider.assert_matches_chain(jobs)
+            keys = [r["key"] for r in provider.coordinator.store.db.execute("SELECT key FROM outbox WHERE function = 'assign'")]
+            assert len(keys) == len(jobs)  # one intent per job, none repeated
+        finally:
+            proxy.close()
+
+
+def test_reorg_under_the_coordinator(tmp_path: Path) -> None:
+    with Anvil() as node:
+        world = deploy_world(connect(node.url))
+        provider = _provider(world, tmp_path)
+        w3 = world.conn.w3
+        snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+        lost = provider.post(amount=10**16)
+        provider.steps_until(_assigned(provider, [lost]))
+        assert provider.coordinator.outbox.depth() == 0
+
+        # the chain drops the post and the assignment, then grows past the old head with other jobs
+        w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+        jobs = [provider.post(amount=2 * 10**16) for _ in range(2)]  # job ids start again at `lost`
+        assert jobs[0] == lost
+        for _ in range(5):
+            w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        provider.steps_until(_assigned(provider, jobs))
+        provider.assert_matches_chain(jobs)
+        assert provider.coordinator.store.job(lost)["escrow"] == str(2 * 10**16)  # the projection is the new chain's
