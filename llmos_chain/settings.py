@@ -6,7 +6,10 @@ from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from pydantic import SecretStr
+import json
+from typing import TypeVar
+
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmos_chain.errors import ConfigError
@@ -38,3 +41,19 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     return Settings(**values)  # type: ignore[arg-type]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_json_config(model: type[M], path: Path, what: str) -> M:
+    """A daemon's JSON config file, validated; every problem is one ConfigError naming the file and field."""
+    try:
+        return model.model_validate(json.loads(Path(path).read_text()))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not JSON: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{what} {path}: {problems}") from None

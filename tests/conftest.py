@@ -8,6 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each xdist worker already owns a core: one math thread per process (and per worker process the
+    # tests start) avoids OpenMP oversubscription, which slows torch several times over on 2 cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from llmos_chain.chain.connect import connect  # noqa: E402
 from tests.helpers import World, deploy_world  # noqa: E402

@@ -11,7 +11,24 @@ from pathlib import Path
 from llmos_chain.errors import LlmosError, WorkerError
 
 
+def _hold_pid_file(work_dir: Path) -> object:
+    """Write this process's id into `<work dir>/worker.pid` and keep it locked until exit (the coordinator's
+    executor uses the lock to find runs that outlived the coordinator that started them)."""
+    import fcntl
+    import os
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(work_dir / "worker.pid", "a+")  # noqa: SIM115 (held for the life of the process)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 def _run(args: argparse.Namespace) -> int:
+    _lock = _hold_pid_file(Path(args.work_dir))  # noqa: F841 (kept open on purpose)
     from llmos_chain.chain.connect import connect
     from llmos_chain.chain.deploy import Deployment, Suite
     from llmos_chain.crypto.keys import Keystore

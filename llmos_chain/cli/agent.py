@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 
 import typer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from llmos_chain.cli.common import DEPLOYMENT, RPC, open_suite
 from llmos_chain.cli.output import console
 from llmos_chain.errors import ConfigError
+from llmos_chain.settings import load_json_config
 
 app = typer.Typer(help="The data owner's and client's agent: grants keys by policy, accepts results whose audit passes.",
                   no_args_is_help=True)
@@ -50,15 +50,7 @@ class AgentConfig(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
-        try:
-            config = cls.model_validate(json.loads(Path(path).read_text()))
-        except FileNotFoundError:
-            raise ConfigError(f"agent config not found: {path}") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"agent config {path} is not JSON: {exc}") from None
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"agent config {path}: {problems}") from None
+        config = load_json_config(cls, path, "agent config")
         if config.grants is None and config.accepts is None:
             raise ConfigError(f"agent config {path}: give `grants`, `accepts` or both")
         return config

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -43,6 +44,16 @@ def open_suite(rpc: str | None, deployment: Path | None) -> tuple[Settings, Conn
 def acting_client(settings: Settings, conn: Connection, suite: Suite, dev_account: int) -> MarketClient:
     account = settings.account(conn.dev_accounts(), dev_account)
     return MarketClient(suite, Sender(conn.w3, account))
+
+
+def acting(rpc: str | None, deployment: Path | None, dev_account: int) -> MarketClient:
+    """The acting account (LLMOS_PRIVATE_KEY, or a dev account) on the lasting chain the flags or settings name."""
+    settings, conn, suite = open_suite(rpc, deployment)
+    return acting_client(settings, conn, suite, dev_account)
+
+
+def tx_hex(receipt: Any) -> str:
+    return "0x" + bytes(receipt["transactionHash"]).hex()
 
 
 @contextmanager

@@ -5,12 +5,10 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from llmos_chain.cli.common import DEPLOYMENT, DEV_ACCOUNT, JSON, KEYSTORE, RPC, acting_client, byte_progress, keystore, open_suite
-from llmos_chain.chain.market import MarketClient
+from llmos_chain.cli.common import DEPLOYMENT, DEV_ACCOUNT, JSON, KEYSTORE, RPC, acting, byte_progress, keystore, tx_hex
 from llmos_chain.cli.output import console, emit_json, table
 from llmos_chain.crypto import stream
 from llmos_chain.crypto.fetch import fetch
@@ -30,16 +28,6 @@ def _hex32(value: str | None, what: str) -> bytes | None:
     if len(raw) != 32:
         raise ConfigError(f"{what} must be 32 bytes of hex (0x + 64 digits), got {value!r}")
     return raw
-
-
-def _owner(rpc: str | None, deployment: Path | None, dev_account: int) -> MarketClient:
-    """The acting account (the data owner) on the lasting chain the flags or LLMOS_* settings name."""
-    settings, conn, suite = open_suite(rpc, deployment)
-    return acting_client(settings, conn, suite, dev_account)
-
-
-def _tx(receipt: Any) -> str:
-    return "0x" + bytes(receipt["transactionHash"]).hex()
 
 
 @app.command("seal")
@@ -131,9 +119,9 @@ def register(
     """Record the dataset's content root, cipher hash, size and URI in the DatasetRegistry."""
     manifest = Manifest.load(manifest_path(sealed))
     stream.verify_cipher_hash(sealed, manifest.cipher_bytes())
-    owner = _owner(rpc, deployment, dev_account)
+    owner = acting(rpc, deployment, dev_account)
     dataset_id, receipt = register_dataset(owner, manifest, uri)
-    result = {"dataset_id": dataset_id, "owner": owner.address, "tx": _tx(receipt),
+    result = {"dataset_id": dataset_id, "owner": owner.address, "tx": tx_hex(receipt),
               "gas": receipt["gasUsed"], "content_root": manifest.content_root, "cipher_hash": manifest.cipher_hash}
     if json_out:
         emit_json(result)
@@ -154,10 +142,10 @@ def grant(
     json_out: bool = JSON,
 ) -> None:
     """Wrap the data key to the job's assigned worker (HPKE, bound to chain, registry, dataset, job, worker) and publish it."""
-    owner = _owner(rpc, deployment, dev_account)
+    owner = acting(rpc, deployment, dev_account)
     plan, receipt = grant_access(owner, keystore(keystore_dir), dataset_id, job, key_id, ttl)
     result = {"dataset_id": dataset_id, "job_id": job, "worker": plan.worker, "key_kind": plan.key_kind.value,
-              "tx": _tx(receipt), "gas": receipt["gasUsed"]}
+              "tx": tx_hex(receipt), "gas": receipt["gasUsed"]}
     if json_out:
         emit_json(result)
     else:
@@ -177,10 +165,10 @@ def revoke(
     """Revoke a grant; `canRead` answers false from the next block on."""
     from llmos_chain.chain.market import get_job
 
-    owner = _owner(rpc, deployment, dev_account)
+    owner = acting(rpc, deployment, dev_account)
     worker = worker or get_job(owner.suite, job).worker
     receipt = owner.revoke(dataset_id, job, worker)
-    result = {"dataset_id": dataset_id, "job_id": job, "worker": worker, "tx": _tx(receipt)}
+    result = {"dataset_id": dataset_id, "job_id": job, "worker": worker, "tx": tx_hex(receipt)}
     if json_out:
         emit_json(result)
     else:

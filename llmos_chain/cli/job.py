@@ -11,7 +11,7 @@ import blake3
 import typer
 
 from llmos_chain.chain.market import JobRequest, MarketClient, ZERO_ADDRESS, get_job
-from llmos_chain.cli.common import DEPLOYMENT, DEV_ACCOUNT, JSON, KEYSTORE, RPC, acting_client, keystore, open_suite
+from llmos_chain.cli.common import DEPLOYMENT, DEV_ACCOUNT, JSON, KEYSTORE, RPC, acting, keystore, open_suite, tx_hex
 from llmos_chain.cli.output import console, emit_json, table
 from llmos_chain.errors import ConfigError, SealedDataError
 
@@ -20,21 +20,12 @@ app = typer.Typer(help="The client's side of a job: post it, follow it, accept o
 JOB = typer.Argument(..., help="Job id.")
 
 
-def _client(rpc: str | None, deployment: Path | None, dev_account: int) -> MarketClient:
-    settings, conn, suite = open_suite(rpc, deployment)
-    return acting_client(settings, conn, suite, dev_account)
-
-
-def _tx(receipt: Any) -> str:
-    return "0x" + bytes(receipt["transactionHash"]).hex()
-
-
 def _done(json_out: bool, job_id: int, action: str, receipt: Any, client: MarketClient) -> None:
     state = get_job(client.suite, job_id).state.name.lower()
     if json_out:
-        emit_json({"job": job_id, "action": action, "state": state, "tx": _tx(receipt), "gas": int(receipt["gasUsed"])})
+        emit_json({"job": job_id, "action": action, "state": state, "tx": tx_hex(receipt), "gas": int(receipt["gasUsed"])})
     else:
-        console.print(f"job {job_id}: {action} → {state} (tx {_tx(receipt)}, gas {int(receipt['gasUsed']):,})")
+        console.print(f"job {job_id}: {action} → {state} (tx {tx_hex(receipt)}, gas {int(receipt['gasUsed']):,})")
 
 
 @app.command("post")
@@ -62,7 +53,7 @@ def post(
     parsed = Recipe.load(recipe)
     base_hash = base_model_hash(parsed.base_model, parsed.hyper.seed)
     key = keystore(keystore_dir).load_encryption_key(client_key)
-    client = _client(rpc, deployment, dev_account)
+    client = acting(rpc, deployment, dev_account)
     w3 = client.suite.w3
     pay_in = ZERO_ADDRESS
     if token:
@@ -81,10 +72,10 @@ def post(
                          now + int(hours * 3600), challenge_window, amount, key.public_bytes(), pay_in)
     job_id, receipt = client.post_job(request)
     if json_out:
-        emit_json({"job": job_id, "tx": _tx(receipt), "gas": int(receipt["gasUsed"]), "recipe_hash": "0x" + parsed.hash().hex(),
+        emit_json({"job": job_id, "tx": tx_hex(receipt), "gas": int(receipt["gasUsed"]), "recipe_hash": "0x" + parsed.hash().hex(),
                    "base_model_hash": "0x" + base_hash.hex(), "recipe_uri": request.recipe_uri})
         return
-    console.print(f"posted job {job_id} (tx {_tx(receipt)}, gas {int(receipt['gasUsed']):,})")
+    console.print(f"posted job {job_id} (tx {tx_hex(receipt)}, gas {int(receipt['gasUsed']):,})")
 
 
 @app.command("status")
@@ -115,7 +106,7 @@ def status(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, json_o
 def _simple(action: str, method: str) -> Any:
     def command(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, dev_account: int = DEV_ACCOUNT,
                 json_out: bool = JSON) -> None:
-        client = _client(rpc, deployment, dev_account)
+        client = acting(rpc, deployment, dev_account)
         _done(json_out, job, action, getattr(client, method)(job), client)
     return command
 
@@ -136,7 +127,7 @@ def dispute(
     json_out: bool = JSON,
 ) -> None:
     """Dispute a submitted result within the challenge window; the arbiter decides."""
-    client = _client(rpc, deployment, dev_account)
+    client = acting(rpc, deployment, dev_account)
     _done(json_out, job, "dispute", client.dispute(job, blake3.blake3(reason.encode()).digest()), client)
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from llmos_chain.errors import ConfigError
+from llmos_chain.settings import load_json_config
 
 
 class WorkerEntry(BaseModel):
@@ -46,12 +45,4 @@ class CoordinatorConfig(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> CoordinatorConfig:
-        try:
-            return cls.model_validate(json.loads(Path(path).read_text()))
-        except FileNotFoundError:
-            raise ConfigError(f"coordinator config not found: {path}") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"coordinator config {path} is not JSON: {exc}") from None
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"coordinator config {path}: {problems}") from None
+        return load_json_config(cls, path, "coordinator config")

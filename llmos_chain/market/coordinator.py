@@ -278,7 +278,10 @@ class Coordinator:
         for job in self.store.jobs("settled"):
             if job["worker"] in self.workers:
                 settled[job["token"]] = settled.get(job["token"], 0) + 1
+        in_flight = {str(i.args[0]) for i in self.outbox.pending() if i.function == "withdraw"}
         for token, count in settled.items():
+            if token in in_flight:
+                continue  # one withdrawal per token at a time: a second would find nothing left and revert
             key = f"withdraw:{token}:{count}"
             if self.store.db.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone() is None:
                 if int(self.suite.market.functions.credits(token, self.operator.address).call()) > 0:

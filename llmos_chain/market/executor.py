@@ -17,6 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmos_chain.errors import LlmosError
+
+
+#: Written and locked by every worker process in its work directory (see `stop_stale`).
+PID_FILE = "worker.pid"
+
 
 @dataclass
 class WorkerCommand:
@@ -57,8 +63,9 @@ class RunningJob:
 class Executor:
     """Starts, watches and stops worker processes; one per job, each on its own GPU slots."""
 
-    def __init__(self, command: WorkerCommand, logs: Path, time_limit_s: float = 3600.0) -> None:
+    def __init__(self, command: WorkerCommand, logs: Path, time_limit_s: float = 3600.0, cpu_threads: int | None = None) -> None:
         self.command = command
+        self.cpu_threads = cpu_threads or max(1, (os.cpu_count() or 2) // 2)
         self.logs = logs
         self.time_limit_s = time_limit_s
         self.running: dict[int, RunningJob] = {}
@@ -70,8 +77,12 @@ class Executor:
         if job_id in self.running:
             return self.running[job_id]
         c = command or self.command
+        self.stop_stale(job_id, c)
         env = {**os.environ, **c.private_key_env, "PYTHONUNBUFFERED": "1"}
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(s) for s in gpu_slots) if gpu_slots else ""
+        if not gpu_slots and "OMP_NUM_THREADS" not in env:
+            # CPU runs share the host's cores: a bounded thread count per job avoids OpenMP oversubscription
+            env["OMP_NUM_THREADS"] = str(self.cpu_threads)
         cmd = [c.python, "-m", "worker", "run", "--job", str(job_id), "--rpc", c.rpc, "--deployment", str(c.deployment),
                "--keystore", str(c.keystore), "--enc-key", c.enc_key, "--results", str(c.results),
                "--work-dir", str(c.work_dir / str(job_id)), "--json"]
@@ -83,6 +94,41 @@ class Executor:
         job = RunningJob(job_id, process, log, now + (time_limit_s or self.time_limit_s), now)
         self.running[job_id] = job
         return job
+
+    def stop_stale(self, job_id: int, command: WorkerCommand | None = None, timeout_s: float = 10.0) -> bool:
+        """Kill a run of `job_id` left by an earlier coordinator process; returns whether there was one.
+
+        Each worker process holds an exclusive lock on `<work dir>/worker.pid` for its whole life, so a
+        held lock means a run is still alive even if no coordinator ever recorded its PID (killed
+        between starting it and writing the runs table).
+        """
+        import fcntl
+
+        path = (command or self.command).work_dir / str(job_id) / PID_FILE
+        if not path.exists():
+            return False
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return False  # nobody holds it: the earlier run is over
+            except BlockingIOError:
+                pass
+            handle.seek(0)
+            text = handle.read().strip()
+            if text.isdigit():
+                try:
+                    os.killpg(int(text), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            deadline = time.monotonic() + timeout_s
+            while True:  # the lock is free once the killed process is gone
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LlmosError(f"a stale worker run of job {job_id} (pid {text or '?'}) did not stop") from None
+                    time.sleep(0.05)
 
     def cancel(self, job_id: int) -> None:
         job = self.running.get(job_id)

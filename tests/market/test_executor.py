@@ -57,3 +57,41 @@ def test_crash_time_limit_and_cancel(tmp_path: Path) -> None:
     stopped.cancel(3)
     outcome = stopped.wait(3, 10)
     assert outcome.cancelled and outcome.report["error"] == "Cancelled"
+
+
+def test_a_run_left_by_a_killed_coordinator_is_stopped_before_the_job_restarts(tmp_path: Path) -> None:
+    import os
+    import sys
+    import time
+
+    # a stand-in worker that, like the real one, locks <work dir>/worker.pid for its whole life
+    script = tmp_path / "locking-worker"
+    script.write_text(f"""#!{sys.executable}
+import fcntl, os, sys, time
+work = sys.argv[sys.argv.index("--work-dir") + 1]
+os.makedirs(work, exist_ok=True)
+handle = open(os.path.join(work, "worker.pid"), "a+")
+fcntl.flock(handle, fcntl.LOCK_EX)
+handle.truncate(0); handle.write(str(os.getpid())); handle.flush()
+time.sleep(60)
+""")
+    script.chmod(0o755)
+    command = WorkerCommand("http://127.0.0.1:1", tmp_path / "d.json", tmp_path / "ks", "worker", tmp_path / "results",
+                            tmp_path / "work", python=str(script))
+    first = Executor(command, tmp_path / "logs")
+    orphan = first.start(7).process
+    pid_file = tmp_path / "work" / "7" / "worker.pid"
+    deadline = time.monotonic() + 10
+    while not (pid_file.exists() and pid_file.read_text().strip() == str(orphan.pid)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    # the coordinator died before recording the PID: a new one knows nothing of the run but finds it by its lock
+    second = Executor(command, tmp_path / "logs")
+    assert second.stop_stale(7) is True
+    assert orphan.wait(timeout=10) == -9
+    assert second.stop_stale(7) is False  # nothing left to stop
+    second.start(7)
+    second.cancel(7)
+    assert second.wait(7, 10).cancelled
+    assert not os.path.exists(f"/proc/{orphan.pid}")

@@ -86,6 +86,10 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path, inte
                 proc = start()
                 next_kill = time.monotonic() + rnd.uniform(1.0, 5.0)
             time.sleep(0.2)
+        paid_out = time.monotonic() + 60  # the restarted coordinator still pulls the operator's earnings
+        while world.credits(world.operator.address) and time.monotonic() < paid_out:
+            time.sleep(0.2)
+        assert world.credits(world.operator.address) == 0
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=20)
@@ -100,13 +104,18 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path, inte
 
         # every transaction the provider sent: one per (function, job), none reverted
         sent: dict[tuple[str, int], int] = {}
+        withdrawals = 0
         for number in range(world.suite.deployment.start_block, world.w3.eth.block_number + 1):
             for tx in world.w3.eth.get_block(number, full_transactions=True)["transactions"]:
                 if tx["from"] not in (world.operator.address, signer.address) or tx["to"] != world.suite.market.address:
                     continue
                 fn, args = world.suite.market.decode_function_input(tx["input"])
                 key = (fn.fn_name, int(args.get("jobId", 0)))
-                sent[key] = sent.get(key, 0) + 1
                 assert world.w3.eth.get_transaction_receipt(tx["hash"])["status"] == 1, f"{key} reverted"
+                if fn.fn_name == "withdraw":  # payouts: one per settled batch and token, none of them reverted
+                    withdrawals += 1
+                    continue
+                sent[key] = sent.get(key, 0) + 1
         assert {k: n for k, n in sent.items() if n > 1} == {}
+        assert 1 <= withdrawals <= JOBS
         assert sum(1 for (fn, _) in sent if fn == "assign") == JOBS and sum(1 for (fn, _) in sent if fn == "submitResult") == JOBS
