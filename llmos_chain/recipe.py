@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import urllib.parse
+import urllib.request
 from enum import Enum
 from pathlib import Path
 from typing import Literal
@@ -15,7 +17,7 @@ from typing import Literal
 import blake3
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from llmos_chain.errors import RecipeError
+from llmos_chain.errors import IntegrityError, RecipeError
 
 
 class Task(str, Enum):
@@ -110,3 +112,22 @@ class Recipe(_Strict):
             return cls.parse(Path(path).read_bytes())
         except FileNotFoundError:
             raise RecipeError(f"recipe file not found: {path}") from None
+
+
+def fetch_recipe(uri: str, expected_hash: bytes, timeout: float = 30.0) -> Recipe:
+    """The recipe a job names (file://, a path, http(s)://); its canonical hash must be the job's recipe hash."""
+    parsed = urllib.parse.urlparse(uri)
+    try:
+        if parsed.scheme in ("", "file"):
+            raw = Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else uri).read_bytes()
+        elif parsed.scheme in ("http", "https"):
+            with urllib.request.urlopen(uri, timeout=timeout) as response:  # noqa: S310 (scheme checked)
+                raw = response.read(1 << 20)
+        else:
+            raise RecipeError(f"unsupported recipe URI scheme {parsed.scheme!r}")
+    except OSError as exc:
+        raise RecipeError(f"cannot fetch the recipe from {uri}: {exc}") from None
+    recipe = Recipe.parse(raw)
+    if recipe.hash() != expected_hash:
+        raise IntegrityError(f"recipe hash mismatch: {uri} hashes to 0x{recipe.hash().hex()}, the job names 0x{expected_hash.hex()}")
+    return recipe

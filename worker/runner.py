@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +30,10 @@ from llmos_chain.crypto import stream
 from llmos_chain.crypto.fetch import fetch
 from llmos_chain.crypto.keys import EncryptionKey, KeyKind, OutputContext, wrap_key
 from llmos_chain.datasets import recover_data_key
-from llmos_chain.errors import IntegrityError, LlmosError, RecipeError, SealedDataError, WorkerError
+from llmos_chain.errors import IntegrityError, LlmosError, SealedDataError, WorkerError
 from worker import data as data_mod
 from worker import models, train
-from llmos_chain.recipe import Recipe
+from llmos_chain.recipe import fetch_recipe
 
 log = logging.getLogger("llmos.worker")
 
@@ -75,25 +73,6 @@ def read_job(suite: Suite, job_id: int) -> JobSpec:
     posted = logs[-1]["args"]
     return JobSpec(job_id, view.client, view.worker, view.state, view.dataset_id, bytes(posted["baseModelHash"]),
                    bytes(posted["recipeHash"]), str(posted["recipeURI"]), bytes(posted["clientKey"]))
-
-
-def fetch_recipe(uri: str, expected_hash: bytes, timeout: float = 30.0) -> Recipe:
-    """The recipe named by the job; its canonical hash must be the job's recipe hash."""
-    parsed = urllib.parse.urlparse(uri)
-    try:
-        if parsed.scheme in ("", "file"):
-            raw = Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else uri).read_bytes()
-        elif parsed.scheme in ("http", "https"):
-            with urllib.request.urlopen(uri, timeout=timeout) as response:  # noqa: S310 (scheme checked)
-                raw = response.read(1 << 20)
-        else:
-            raise RecipeError(f"unsupported recipe URI scheme {parsed.scheme!r}")
-    except OSError as exc:
-        raise RecipeError(f"cannot fetch the recipe from {uri}: {exc}") from None
-    recipe = Recipe.parse(raw)
-    if recipe.hash() != expected_hash:
-        raise IntegrityError(f"recipe hash mismatch: {uri} hashes to 0x{recipe.hash().hex()}, the job names 0x{expected_hash.hex()}")
-    return recipe
 
 
 def _client_kind(client_key: bytes) -> KeyKind:

@@ -141,7 +141,7 @@ class Coordinator:
         self.estimator = RuntimeEstimator(store)
         self.follower = Follower(suite, store, confirmations=confirmations)
         self.outbox = Outbox(suite.w3, store, operator, {"JobMarket": suite.market}, already_done=self._already_done)
-        self._recipes: dict[str, dict[str, Any] | None] = {}
+        self._recipes: dict[tuple[str, str], dict[str, Any] | None] = {}
         self.last_solve_s = 0.0
         self.results_dir: Path | None = getattr(executor.command, "results", None)
 
@@ -172,19 +172,18 @@ class Coordinator:
             time.sleep(poll_interval_s)
 
     # ---------------------------------------------------------------- allocation
-    def _recipe(self, uri: str) -> dict[str, Any] | None:
-        if uri not in self._recipes:
-            from llmos_chain.recipe import Recipe
+    def _recipe(self, uri: str, recipe_hash: str) -> dict[str, Any] | None:
+        """The job's recipe for the runtime estimate (file:// or http(s)://, checked against its hash); None if unavailable."""
+        key = (uri, recipe_hash)
+        if key not in self._recipes:
+            from llmos_chain.recipe import fetch_recipe
 
             try:
-                from urllib.parse import unquote, urlparse
-
-                parsed = urlparse(uri)
-                raw = Path(unquote(parsed.path)).read_bytes() if parsed.scheme == "file" else None
-                self._recipes[uri] = Recipe.parse(raw).model_dump(mode="json") if raw else None
-            except (OSError, LlmosError):
-                self._recipes[uri] = None
-        return self._recipes[uri]
+                expected = bytes.fromhex(recipe_hash.removeprefix("0x"))
+                self._recipes[key] = fetch_recipe(uri, expected, timeout=5.0).model_dump(mode="json")
+            except (LlmosError, ValueError):
+                self._recipes[key] = None  # the estimate falls back to the default; the worker reports the real problem
+        return self._recipes[key]
 
     def _busy_gpus(self) -> dict[str, int]:
         busy: dict[str, int] = {}
@@ -206,7 +205,7 @@ class Coordinator:
         busy = self._busy_gpus()
         demands = [
             JobDemand(j["job_id"], int(j["gpu_count"]), int(j["gpu_mem_gib"]), int(j["escrow"]) * self.token_prices[j["token"].lower()] / WEI,
-                      float(j["deadline"] - now), self.estimator.work(self._recipe(j["recipe_uri"])))
+                      float(j["deadline"] - now), self.estimator.work(self._recipe(j["recipe_uri"], j["recipe_hash"])))
             for j in open_jobs if j["deadline"] > now and j["token"].lower() in self.token_prices
         ]
         supplies = [
@@ -264,7 +263,7 @@ class Coordinator:
             worker = self.workers.get(att.worker)
             job = self.store.job(job_id)
             if worker is not None and job is not None:
-                predicted = self.estimator.work(self._recipe(job["recipe_uri"])) / worker.speed
+                predicted = self.estimator.work(self._recipe(job["recipe_uri"], job["recipe_hash"])) / worker.speed
                 self.estimator.observe(worker.worker_class, predicted, outcome.seconds / 3600)
         else:
             reason = int(outcome.report.get("reason", 6))

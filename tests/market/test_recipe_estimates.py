@@ -1,0 +1,45 @@
+"""The coordinator reads a job's recipe for its runtime estimate from file:// or http(s)://, checked against its hash."""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from llmos_chain.market.coordinator import Coordinator, WorkerConfig
+from llmos_chain.market.executor import Executor, WorkerCommand
+from llmos_chain.recipe import Recipe
+from llmos_chain.store import Store
+from tests.helpers import World
+
+RECIPE = Recipe.parse('{"task": "sequence-classification", "method": "lora", "base_model": {"kind": "pretrained", "name": "minilm-l6"},'
+                      ' "hyper": {"steps": 600, "batch_size": 32, "max_length": 128}}')
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_recipes_over_http_and_file_feed_the_estimate(world: World, tmp_path: Path) -> None:
+    (tmp_path / "recipe.json").write_bytes(RECIPE.canonical_bytes())
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        command = WorkerCommand("embedded", tmp_path / "d.json", tmp_path, "none", tmp_path / "r", tmp_path / "w")
+        coordinator = Coordinator(world.suite, Store(tmp_path / "c.db"), world.operator, [WorkerConfig(world.worker, 8, 80, 1)],
+                                  Executor(command, tmp_path / "logs"))
+        good = "0x" + RECIPE.hash().hex()
+        url = f"http://127.0.0.1:{server.server_address[1]}/recipe.json"
+        over_http = coordinator._recipe(url, good)
+        assert over_http is not None and over_http["hyper"]["steps"] == 600
+        assert coordinator._recipe((tmp_path / "recipe.json").as_uri(), good) == over_http
+        # a recipe that does not hash to the job's recipe hash, or is not there, is not used
+        assert coordinator._recipe(url, "0x" + "00" * 32) is None
+        assert coordinator._recipe(url.replace("recipe.json", "missing.json"), good) is None
+        default = coordinator.estimator.work(None)
+        assert coordinator.estimator.work(over_http) != default
+    finally:
+        server.shutdown()
+        server.server_close()
