@@ -40,15 +40,17 @@ def demo(
     started = time.monotonic()
     with Live(console=err_console, refresh_per_second=4, transient=True) as live:
         result = run_demo(rpc, workdir, progress=lambda message, jobs: live.update(_live_table(message, jobs, started)))
-    rows = []
+    rows, gas_rows = [], []
+    steps = ("post", "assign", "grant", "submit", "accept")
     for j in result["jobs"]:
         arrow = "↑" if j["higher_is_better"] == (j["metric_after"] > j["metric_before"]) else "✗"
         rows.append([j["id"], j["title"], j["state"], j["worker"], j["currency"],
-                     sum(j["gas"].values()), "/".join(f"{j['gas'][k] // 1000}k" for k in ("post", "assign", "grant", "submit", "accept")),
                      f"{j['metric']} {_fmt(j['metric_before'])} → {_fmt(j['metric_after'])} {arrow}",
                      "[green]pass[/]" if j["audit"] == "pass" else "[bold red]FAIL[/]"])
+        gas_rows.append([j["id"], *(j["gas"][k] for k in steps), sum(j["gas"].values())])
     table(f"Jobs on chain {result['chain_id']} (dataset {result['dataset']['id']})",
-          ["job", "what", "state", "worker", "paid", "gas", "post/assign/grant/submit/accept", "metric", "audit"], rows)
+          ["job", "what", "state", "worker", "paid", "metric before → after", "audit"], rows)
+    table("Gas per step", ["job", *steps, "total"], gas_rows)
     for w in result["withdrawals"]:
         console.print(f"{w['provider']} withdrew its {w['token']} earnings (gas {w['gas']:,})")
     predictions = result["predictions"]
