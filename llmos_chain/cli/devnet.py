@@ -20,6 +20,7 @@ TOKENS_PER_ACCOUNT = 10**24
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server would: TIME_WAIT leftovers are no obstacle
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
