@@ -23,6 +23,7 @@ from typing import Any
 import blake3
 from eth_account.signers.local import LocalAccount
 
+from llmos_chain.chain.connect import NODE_TROUBLE
 from llmos_chain.chain.contracts import call
 from llmos_chain.chain.deploy import Suite
 from llmos_chain.chain.follower import Follower
@@ -115,8 +116,6 @@ class Agent:
         return report
 
     def run_forever(self, poll_interval_s: float = 2.0, stop: Any = None) -> None:
-        from llmos_chain.market.coordinator import NODE_TROUBLE
-
         while stop is None or not stop.is_set():
             try:
                 self.step()

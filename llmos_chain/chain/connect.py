@@ -7,8 +7,14 @@ from dataclasses import dataclass
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.exceptions import Web3Exception
 
-from llmos_chain.errors import NodeUnreachableError
+from llmos_chain.errors import LlmosError, NodeUnreachableError
+
+#: What a node that is down, restarting or answering errors raises: connection errors are OSErrors
+#: (requests' included), JSON-RPC error answers are Web3Exceptions, our own wrappers LlmosErrors.
+#: The daemons end a step on these and retry it; their progress is in SQLite.
+NODE_TROUBLE: tuple[type[BaseException], ...] = (LlmosError, OSError, Web3Exception)
 
 #: The value of `--rpc` that selects the in-process eth-tester chain.
 EMBEDDED = "embedded"

@@ -123,7 +123,9 @@ class Outbox:
         return _row(row)
 
     def pending(self) -> list[Intent]:
-        rows = self.store.db.execute(f"SELECT * FROM outbox WHERE status NOT IN {TERMINAL!r} ORDER BY id")
+        """This sender's unfinished intents (several senders may share one store, e.g. an owner's and a client's agent)."""
+        rows = self.store.db.execute(f"SELECT * FROM outbox WHERE status NOT IN {TERMINAL!r} AND sender = ? ORDER BY id",
+                                     (self.account.address,))
         return [_row(r) for r in rows]
 
     def depth(self) -> int:

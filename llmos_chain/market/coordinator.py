@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from web3.exceptions import Web3Exception
 
 from llmos_chain.attestation import Attestation
+from llmos_chain.chain.connect import NODE_TROUBLE
 from llmos_chain.chain.deploy import Suite
 from llmos_chain.chain.follower import Follower
 from llmos_chain.chain.market import JobState, ZERO_ADDRESS, get_job
@@ -30,10 +30,6 @@ from llmos_chain.market.executor import Executor, Outcome
 from llmos_chain.store import Store
 
 log = logging.getLogger("llmos.coordinator")
-
-#: What a node that is down, restarting or answering errors raises: connection errors are OSErrors
-#: (requests' included), JSON-RPC error answers are Web3Exceptions, and our own wrappers LlmosErrors.
-NODE_TROUBLE: tuple[type[BaseException], ...] = (LlmosError, OSError, Web3Exception)
 
 RUNS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -102,3 +102,17 @@ def test_a_stuck_transaction_is_replaced_with_a_higher_fee(tmp_path: Path) -> No
         assert done.status == "confirmed" and done.tx_hash == intent.hashes[-1]
         assert world.job(job).state == JobState.ASSIGNED
         assert int(world.w3.eth.get_transaction_count(world.operator.address)) == intent.nonce + 1
+
+
+def test_senders_sharing_one_store_each_drive_only_their_own(world: World, tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    job = world.post()
+    operator = Outbox(world.w3, store, world.operator, {"JobMarket": world.suite.market})
+    client = Outbox(world.w3, store, world.client, {"JobMarket": world.suite.market})
+    operator.add(f"assign:{job}", "JobMarket", "assign", [job, world.worker])
+    other = world.post()
+    client.add(f"cancel:{other}", "JobMarket", "cancel", [other])
+    assert [i.key for i in operator.pending()] == [f"assign:{job}"] and [i.key for i in client.pending()] == [f"cancel:{other}"]
+    assert [i.status for i in client.drive(wait_s=5)] == ["confirmed"]  # signed by the client, as cancel requires
+    assert [i.status for i in operator.drive(wait_s=5)] == ["confirmed"]
+    assert world.job(job).state is JobState.ASSIGNED and world.job(other).state is JobState.CANCELLED
