@@ -7,7 +7,7 @@ per dataset) and grants the data key, wrapped to that worker's registered HPKE k
 client it can also fetch each submitted result of its jobs, run the full audit, and accept only
 results whose every check passes (optionally disputing the rest).
 
-Every transaction goes through the outbox (keys `grant:JOB`, `accept:JOB`, `dispute:JOB`), so a
+Every transaction goes through the outbox (keys `grant:JOB:ASSIGNMENT_TX`, `accept:JOB`, `dispute:JOB`), so a
 restart neither repeats nor loses one; every decision is recorded in the `decisions` table.
 """
 
@@ -154,8 +154,9 @@ class Agent:
                 return f"operator {operator} is not on the allow list"
         if policy.max_jobs is not None:
             used = self.store.db.execute(
-                "SELECT COUNT(*) AS n FROM decisions d JOIN jobs j ON d.job_id = j.job_id "
-                "WHERE d.kind = 'grant' AND d.verdict = 'granted' AND j.dataset_id = ?", (job["dataset_id"],)).fetchone()["n"]
+                "SELECT COUNT(DISTINCT d.job_id) AS n FROM decisions d JOIN jobs j ON d.job_id = j.job_id "
+                "WHERE d.kind LIKE 'grant:%' AND d.verdict = 'granted' AND j.dataset_id = ? AND d.job_id != ?",
+                (job["dataset_id"], job["job_id"])).fetchone()["n"]
             if used >= policy.max_jobs:
                 return f"dataset {job['dataset_id']} already has {used} grant(s), the policy allows {policy.max_jobs}"
         return None
@@ -165,20 +166,29 @@ class Agent:
         assert policy is not None and box is not None and keystore is not None
         for job in self.store.jobs("assigned"):
             job_id, dataset_id = int(job["job_id"]), int(job["dataset_id"])
-            if dataset_id not in policy.datasets or self._decided(job_id, "grant"):
+            # one decision per assignment: a job reopened (grant timeout) and assigned again is decided afresh
+            attempt = self._assignment(job_id)
+            kind = f"grant:{attempt}"
+            if dataset_id not in policy.datasets or self._decided(job_id, kind):
                 continue
             refusal = self._refusal(job)
             if refusal is not None:
-                self._decide(job_id, "grant", "refused", refusal)
+                self._decide(job_id, kind, "refused", refusal)
                 report.refused.append(job_id)
                 continue
             # The key is wrapped now, for the worker the chain names now, bound to this job.
             plan = plan_grant(self.suite, dataset_id, job_id)
             wrapped = wrap_for_worker(self.suite, plan, keystore.load_data_key(policy.datasets[dataset_id]))
             expires = int(self.suite.w3.eth.get_block("latest")["timestamp"]) + policy.ttl_s
-            box.add(f"grant:{job_id}", "DatasetRegistry", "grantAccess", [dataset_id, job_id, plan.worker, expires, wrapped])
-            self._decide(job_id, "grant", "granted", f"to worker {plan.worker}")
+            box.add(f"grant:{job_id}:{attempt}", "DatasetRegistry", "grantAccess", [dataset_id, job_id, plan.worker, expires, wrapped])
+            self._decide(job_id, kind, "granted", f"to worker {plan.worker}")
             report.granted.append(job_id)
+
+    def _assignment(self, job_id: int) -> str:
+        """The transaction of the job's latest JobAssigned event (names one assignment)."""
+        row = self.store.db.execute("SELECT tx_hash FROM events WHERE job_id = ? AND name = 'JobAssigned' "
+                                    "ORDER BY block DESC, log_index DESC LIMIT 1", (job_id,)).fetchone()
+        return str(row["tx_hash"])[:18] if row else "0x"
 
     # ---------------------------------------------------------------- client: accept what audits
     def _accept(self, report: AgentReport) -> None:

@@ -57,13 +57,20 @@ class AuditReport:
                 "checks": [asdict(c) for c in self.checks], "history": self.history}
 
 
+def history_row(name: str, log: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One event as a JSON-ready row: name, block, tx and its arguments (bytes as hex)."""
+    return {"event": name, "block": log["blockNumber"], "tx": "0x" + bytes(log["transactionHash"]).hex(),
+            **{k: _jsonable(v) for k, v in dict(log["args"]).items() if k not in skip}}
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
     return value
 
 
-def _events(suite: Suite, job_id: int) -> list[tuple[str, Any]]:
+def job_events(suite: Suite, job_id: int) -> list[tuple[str, Any]]:
+    """Every market and dataset-registry event naming `job_id`, in chain order."""
     start = suite.deployment.start_block
     found: list[tuple[str, Any]] = []
     for name in MARKET_EVENTS:
@@ -87,10 +94,8 @@ def audit_job(suite: Suite, job_id: int, bundle: Path | None = None, data_key: b
     """Every check this auditor can make for `job_id` (more with the bundle, and with the dataset's key)."""
     job = get_job(suite, job_id)
     report = AuditReport(job_id, job.state.name.lower())
-    events = _events(suite, job_id)
-    for name, log in events:
-        report.history.append({"event": name, "block": log["blockNumber"], "tx": "0x" + bytes(log["transactionHash"]).hex(),
-                               **{k: _jsonable(v) for k, v in dict(log["args"]).items()}})
+    events = job_events(suite, job_id)
+    report.history = [history_row(name, log) for name, log in events]
     by_name: dict[str, list[Any]] = {}
     for name, log in events:
         by_name.setdefault(name, []).append(log)

@@ -81,13 +81,11 @@ def post(
 @app.command("status")
 def status(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, json_out: bool = JSON) -> None:
     """A job's state, terms and history, from the chain."""
-    from llmos_chain.audit import _events, _jsonable
+    from llmos_chain.audit import history_row, job_events
 
     _, _, suite = open_suite(rpc, deployment)
     view = get_job(suite, job)
-    history = [{"event": name, "block": log["blockNumber"], "tx": "0x" + bytes(log["transactionHash"]).hex(),
-                **{k: _jsonable(v) for k, v in dict(log["args"]).items() if k not in ("jobId", "clientKey")}}
-               for name, log in _events(suite, job)]
+    history = [history_row(name, log, skip=("jobId", "clientKey")) for name, log in job_events(suite, job)]
     info = {"job": job, "state": view.state.name.lower(), "client": view.client,
             "worker": None if view.worker == ZERO_ADDRESS else view.worker, "dataset": view.dataset_id, "gpus": view.gpu_count,
             "gpu_mem_gib": view.gpu_mem_gib, "escrow": str(view.escrow), "token": "ETH" if view.token == ZERO_ADDRESS else view.token,

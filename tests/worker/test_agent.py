@@ -82,3 +82,27 @@ def test_a_result_not_yet_published_is_retried(setup: Setup, intents_jsonl: byte
     assert not results.exists()
     assert agent.step().accepted == [job_id]
     assert w.job(job_id).state is JobState.SETTLED
+
+
+def test_a_refused_job_reassigned_after_the_grant_timeout_is_decided_afresh(setup: Setup, intents_jsonl: bytes) -> None:
+    from llmos_chain.chain.contracts import Sender
+    from tests.helpers import GRANT_TIMEOUT
+
+    w = setup.world
+    dataset_id, manifest = _dataset(setup, intents_jsonl)
+    other_operator, other_signer = w.accounts[6], w.accounts[7]
+    w.act(other_operator).register_worker(other_signer.address, WorkerParams(other_signer.address, "CPU", 1, 24, 1,
+                                                                              EncryptionKey.generate().public_bytes()), STAKE)
+    job = w.post(dataset_id=dataset_id)
+    w.assign(job, operator=other_operator, worker=other_signer.address)
+    policy = GrantPolicy({dataset_id: manifest.key_id}, operators=frozenset({w.operator.address.lower()}), max_jobs=1)
+    agent = Agent(w.suite, Store(setup.tmp / "agent.db"), owner=w.owner, keystore=setup.store, grants=policy)
+    assert agent.step().refused == [job]
+
+    w.advance(GRANT_TIMEOUT + 1)  # no grant came: anyone may reopen the job, and an allowed provider takes it
+    Sender(w.w3, w.stranger).transact(w.suite.market.functions.timeoutGrant(job))
+    w.assign(job, worker=setup.signer.address)
+    report = agent.step()
+    assert report.granted == [job]  # the cap counts other jobs, not this job's earlier refusal
+    assert w.job(job).state is JobState.RUNNING
+    assert sorted(d["verdict"] for d in agent.decisions()) == ["granted", "refused"]  # one decision per assignment
