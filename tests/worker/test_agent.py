@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from llmos_chain.agent import AcceptPolicy, Agent, GrantPolicy
 from llmos_chain.chain.market import JobState, WorkerParams
@@ -23,13 +24,18 @@ def _dataset(setup: Setup, raw: bytes) -> tuple[int, Manifest]:
     return dataset_id, manifest
 
 
+def _other_provider(w: Any) -> tuple[Any, Any]:
+    """A second provider (operator, worker signer) whose operator is not on the owner's allow list."""
+    operator, signer = w.accounts[6], w.accounts[7]
+    params = WorkerParams(signer.address, "CPU", 1, 24, 1, EncryptionKey.generate().public_bytes())
+    w.act(operator).register_worker(signer.address, params, STAKE)
+    return operator, signer
+
+
 def test_grants_follow_the_policy(setup: Setup, intents_jsonl: bytes) -> None:
     w = setup.world
     dataset_id, manifest = _dataset(setup, intents_jsonl)
-    # a second provider whose operator is not on the owner's allow list
-    other_operator, other_signer = w.accounts[6], w.accounts[7]
-    w.act(other_operator).register_worker(other_signer.address, WorkerParams(other_signer.address, "CPU", 1, 24, 1,
-                                                                              EncryptionKey.generate().public_bytes()), STAKE)
+    other_operator, other_signer = _other_provider(w)
     jobs = [w.post(dataset_id=dataset_id) for _ in range(3)]
     w.assign(jobs[0], worker=setup.signer.address)
     w.assign(jobs[1], operator=other_operator, worker=other_signer.address)
@@ -90,9 +96,7 @@ def test_a_refused_job_reassigned_after_the_grant_timeout_is_decided_afresh(setu
 
     w = setup.world
     dataset_id, manifest = _dataset(setup, intents_jsonl)
-    other_operator, other_signer = w.accounts[6], w.accounts[7]
-    w.act(other_operator).register_worker(other_signer.address, WorkerParams(other_signer.address, "CPU", 1, 24, 1,
-                                                                              EncryptionKey.generate().public_bytes()), STAKE)
+    other_operator, other_signer = _other_provider(w)
     job = w.post(dataset_id=dataset_id)
     w.assign(job, operator=other_operator, worker=other_signer.address)
     policy = GrantPolicy({dataset_id: manifest.key_id}, operators=frozenset({w.operator.address.lower()}), max_jobs=1)
