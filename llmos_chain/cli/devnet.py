@@ -33,7 +33,7 @@ def devnet(
     out: Path = typer.Option(Path("deployment.json"), "--out", help="Where to write the deployment file."),
     state: Path = typer.Option(None, "--state", help="Load the chain from this file and save it there on exit (anvil --state)."),
     block_time: float = typer.Option(None, "--block-time", help="Mine a block every N seconds (default: one per transaction)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the deployment as one JSON line once it is up."),
+    json_out: bool = typer.Option(False, "--json", help="Print the deployment and accounts as one JSON object once it is up."),
 ) -> None:
     """Start anvil, deploy the contracts (with a test ERC-20), fund the dev accounts, write the deployment file, stay up.
 
