@@ -10,12 +10,13 @@ from eth_utils import keccak
 from pydantic import BaseModel, Field, ValidationError
 from web3 import Web3
 from web3.contract import Contract
+from web3.utils.address import get_create_address
 
 from llmos_chain.chain.contracts import Sender, abi, artifact, bind
 from llmos_chain.errors import ConfigError, DeploymentError
 
 SUITE = ("WorkerRegistry", "DatasetRegistry", "JobMarket")
-DEPLOYMENT_FORMAT = "llmos-deployment/1"
+DEPLOYMENT_FORMAT = "llmos-deployment/2"
 
 
 class DeployParams(BaseModel):
@@ -25,6 +26,12 @@ class DeployParams(BaseModel):
     unbonding_delay_s: int = Field(default=7 * 24 * 3600, ge=0, lt=2**40)
     collateral_per_gpu_wei: int = Field(default=10**16, ge=0)
     grant_timeout_s: int = Field(default=24 * 3600, ge=0, lt=2**40)
+    #: Seconds the arbiter has to decide a dispute before its default outcome (the worker's claim stands).
+    dispute_window_s: int = Field(default=3 * 24 * 3600, ge=0, lt=2**40)
+    #: ETH a client pays to dispute: back if upheld, else to the worker's operator.
+    dispute_bond_wei: int = Field(default=10**16, ge=0)
+    #: A zero collateral means workers risk nothing; the contract refuses it unless this says it is meant.
+    allow_zero_collateral: bool = False
     with_test_token: bool = False
 
 
@@ -118,8 +125,11 @@ def deploy_suite(sender: Sender, params: DeployParams | None = None) -> Deployme
         )
         return contract
 
-    workers = record("WorkerRegistry", *sender.deploy("WorkerRegistry", sender.address, params.unbonding_delay_s))
-    datasets = record("DatasetRegistry", *sender.deploy("DatasetRegistry", sender.address))
+    datasets = record("DatasetRegistry", *sender.deploy("DatasetRegistry"))
+    # The registry takes the market's address immutably: the market is the deployer's next contract.
+    nonce = int(w3.eth.get_transaction_count(sender.address, "pending"))
+    predicted = get_create_address(sender.address, nonce + 1)
+    workers = record("WorkerRegistry", *sender.deploy("WorkerRegistry", predicted, params.unbonding_delay_s))
     market = record(
         "JobMarket",
         *sender.deploy(
@@ -130,10 +140,13 @@ def deploy_suite(sender: Sender, params: DeployParams | None = None) -> Deployme
             datasets.address,
             params.collateral_per_gpu_wei,
             params.grant_timeout_s,
+            params.dispute_window_s,
+            params.dispute_bond_wei,
+            params.allow_zero_collateral,
         ),
     )
-    sender.transact(workers.functions.setMarket(market.address))
-    sender.transact(datasets.functions.setGrantListener(market.address))
+    if market.address != predicted:
+        raise DeploymentError(f"the market landed at {market.address}, not the predicted {predicted}: was a transaction sent in between?")
     if params.with_test_token:
         record("TestToken", *sender.deploy("TestToken"))
     names = list(records)
