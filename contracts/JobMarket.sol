@@ -163,7 +163,7 @@ contract JobMarket is IJobMarket, Ownable, EIP712, ReentrancyGuardTransient {
         if (block.timestamp > closesAt) revert JobChallengeWindowClosed(jobId, closesAt);
         if (msg.value != disputeBond) revert JobWrongPayment(disputeBond, msg.value);
         _enter(job, state == JobState.Submitted ? JobState.Disputed : JobState.FailureDisputed);
-        emit JobDisputed(jobId, reasonHash, msg.value, uint40(block.timestamp) + disputeWindow);
+        emit JobDisputed(jobId, reasonHash, msg.value, block.timestamp + disputeWindow);
     }
 
     // ----------------------------------------------------------------- worker

@@ -112,7 +112,7 @@ interface IJobMarket {
         uint64 endTime
     );
     event FailureReported(uint256 indexed jobId, uint32 indexed workerId, uint8 reason, bytes32 detailsHash);
-    event JobDisputed(uint256 indexed jobId, bytes32 reasonHash, uint256 bond, uint40 resolveBy);
+    event JobDisputed(uint256 indexed jobId, bytes32 reasonHash, uint256 bond, uint256 resolveBy);
     event DisputeResolved(uint256 indexed jobId, bool workerWins, bool byDefault);
     event JobSettled(uint256 indexed jobId, address indexed payee, uint256 amount);
     event JobRefunded(uint256 indexed jobId, address indexed client, uint256 amount, uint256 slashed);
