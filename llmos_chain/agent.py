@@ -7,7 +7,7 @@ per dataset) and grants the data key, wrapped to that worker's registered HPKE k
 client it can also fetch each submitted result of its jobs, run the full audit, and accept only
 results whose every check passes (optionally disputing the rest).
 
-Every transaction goes through the outbox (keys `grant:JOB:ASSIGNMENT_TX`, `accept:JOB`, `dispute:JOB`), so a
+Every transaction goes through the outbox (keys `grant:JOB:ASSIGNMENT_TX:WORKER`, `accept:JOB`, `dispute:JOB`), so a
 restart neither repeats nor loses one; every decision is recorded in the `decisions` table.
 """
 
@@ -27,11 +27,11 @@ from llmos_chain.chain.connect import NODE_TROUBLE
 from llmos_chain.chain.contracts import call
 from llmos_chain.chain.deploy import Suite
 from llmos_chain.chain.follower import Follower
-from llmos_chain.chain.market import JobState, get_job
+from llmos_chain.chain.market import JobState, dispute_bond, get_job
 from llmos_chain.chain.outbox import Intent, Outbox
 from llmos_chain.crypto.keys import Keystore
 from llmos_chain.datasets import plan_grant, wrap_for_worker
-from llmos_chain.errors import LlmosError
+from llmos_chain.errors import ConfigError, LlmosError
 from llmos_chain.store import Store
 
 log = logging.getLogger("llmos.agent")
@@ -50,14 +50,14 @@ class GrantPolicy:
 
     `datasets` maps each of the owner's dataset ids to the data key's id in the keystore; `workers`
     and `operators` (lower-case addresses) restrict who may read, empty meaning anyone registered;
-    `max_jobs` caps the grants per dataset (None: no cap); grants expire after `ttl_s`.
+    `max_jobs` caps the grants per dataset (None: no cap). A grant lasts for the job's run window: the wrapped
+    key is public once published, so there is nothing to expire.
     """
 
     datasets: dict[int, str]
     workers: frozenset[str] = frozenset()
     operators: frozenset[str] = frozenset()
     max_jobs: int | None = None
-    ttl_s: int = 86_400
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Agent:
         self.grants, self.accepts = grants, accepts
         self.keystore = keystore
         self.follower = Follower(suite, store, confirmations=confirmations)
-        contracts = {"DatasetRegistry": suite.datasets, "JobMarket": suite.market}
+        contracts = {"JobMarket": suite.market}
         self.owner_box = Outbox(suite.w3, store, owner, contracts, already_done=self._already_done) if owner else None
         self.client_box = Outbox(suite.w3, store, client, contracts, already_done=self._already_done) if client else None
         self.client = client
@@ -149,7 +149,7 @@ class Agent:
         if policy.workers and worker not in policy.workers:
             return f"worker {job['worker']} is not on the allow list"
         if policy.operators:
-            operator = str(call(self.suite.workers.functions.authorities(job["worker"]))[0]).lower()
+            operator = str(call(self.suite.workers.functions.authorities(int(job["worker_id"])))[0]).lower()
             if operator not in policy.operators:
                 return f"operator {operator} is not on the allow list"
         if policy.max_jobs is not None:
@@ -177,10 +177,14 @@ class Agent:
                 report.refused.append(job_id)
                 continue
             # The key is wrapped now, for the worker the chain names now, bound to this job.
-            plan = plan_grant(self.suite, dataset_id, job_id)
+            try:
+                plan = plan_grant(self.suite, dataset_id, job_id)
+            except ConfigError as exc:  # the chain moved on (dropped, reassigned) since the follower saw it
+                log.info("job %s: not granting now: %s", job_id, exc)
+                continue
             wrapped = wrap_for_worker(self.suite, plan, keystore.load_data_key(policy.datasets[dataset_id]))
-            expires = int(self.suite.w3.eth.get_block("latest")["timestamp"]) + policy.ttl_s
-            box.add(f"grant:{job_id}:{attempt}", "DatasetRegistry", "grantAccess", [dataset_id, job_id, plan.worker, expires, wrapped])
+            # the key names the worker the key is wrapped to: if the job is reassigned before it is sent, it is not sent
+            box.add(f"grant:{job_id}:{attempt}:{plan.worker}", "JobMarket", "grantAccess", [job_id, self.store.terms(job_id), wrapped])
             self._decide(job_id, kind, "granted", f"to worker {plan.worker}")
             report.granted.append(job_id)
 
@@ -208,14 +212,15 @@ class Agent:
                     continue  # not published yet: try again next step
                 audit = audit_job(self.suite, job_id, bundle)
             if audit.passed:
-                box.add(f"accept:{job_id}", "JobMarket", "accept", [job_id])
+                box.add(f"accept:{job_id}", "JobMarket", "accept", [job_id, self.store.terms(job_id)])
                 self._decide(job_id, "accept", "accepted", f"{len(audit.checks)} audit checks passed")
                 report.accepted.append(job_id)
                 continue
             failed = ", ".join(c.name for c in audit.checks if not c.ok)
             report.audit_failed.append(job_id)
             if policy.dispute_failed:
-                box.add(f"dispute:{job_id}", "JobMarket", "dispute", [job_id, blake3.blake3(failed.encode()).digest()])
+                box.add(f"dispute:{job_id}", "JobMarket", "dispute", [job_id, self.store.terms(job_id), blake3.blake3(failed.encode()).digest()],
+                        value=dispute_bond(self.suite))
                 self._decide(job_id, "accept", "disputed", f"audit failed: {failed}")
                 report.disputed.append(job_id)
             else:
@@ -223,12 +228,12 @@ class Agent:
 
     # ---------------------------------------------------------------- chain checks for the outboxes
     def _already_done(self, intent: Intent) -> bool:
-        job_id = int(intent.args[1] if intent.function == "grantAccess" else intent.args[0])
-        job = get_job(self.suite, job_id)
+        job = get_job(self.suite, int(intent.args[0]))
         if intent.function == "grantAccess":
-            return job.state is not JobState.ASSIGNED or job.worker.lower() != str(intent.args[2]).lower()
+            worker = intent.key.rsplit(":", 1)[-1]
+            return job.state is not JobState.ASSIGNED or job.worker.lower() != worker.lower()
         if intent.function == "accept":
-            return job.state is JobState.SETTLED
+            return job.state in (JobState.SETTLED, JobState.FAILED)
         if intent.function == "dispute":
-            return job.state in (JobState.DISPUTED, JobState.SETTLED, JobState.REFUNDED)
+            return job.state in (JobState.DISPUTED, JobState.FAILURE_DISPUTED, JobState.SETTLED, JobState.REFUNDED, JobState.FAILED)
         return False

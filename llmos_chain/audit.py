@@ -21,14 +21,13 @@ from eth_utils import to_checksum_address
 from llmos_chain.attestation import Attestation, digest, recover
 from llmos_chain.chain.contracts import call
 from llmos_chain.chain.deploy import Suite
-from llmos_chain.chain.market import ZERO_ADDRESS, get_job
+from llmos_chain.chain.market import ZERO_ADDRESS, JobTerms, get_job, worker_address
 from llmos_chain.crypto import merkle, stream
 from llmos_chain.crypto.fetch import fetch
 from llmos_chain.errors import LlmosError
 
-MARKET_EVENTS = ("JobPosted", "JobAssigned", "JobReopened", "JobStarted", "ResultSubmitted", "JobDisputed", "DisputeResolved",
-                 "JobSettled", "JobRefunded", "JobCancelled", "JobExpired", "FailureReported")
-DATASET_EVENTS = ("AccessGranted", "AccessRevoked")
+MARKET_EVENTS = ("JobPosted", "JobAssigned", "JobReopened", "AccessGranted", "ResultSubmitted", "FailureReported", "JobDisputed",
+                 "DisputeResolved", "JobSettled", "JobRefunded", "JobCancelled", "JobExpired", "JobFailed")
 
 
 @dataclass
@@ -70,22 +69,20 @@ def _jsonable(value: Any) -> Any:
 
 
 def job_events(suite: Suite, job_id: int) -> list[tuple[str, Any]]:
-    """Every market and dataset-registry event naming `job_id`, in chain order."""
+    """Every market event naming `job_id`, in chain order."""
     start = suite.deployment.start_block
     found: list[tuple[str, Any]] = []
     for name in MARKET_EVENTS:
         found += [(name, log) for log in getattr(suite.market.events, name)().get_logs(from_block=start, argument_filters={"jobId": job_id})]
-    for name in DATASET_EVENTS:
-        found += [(name, log) for log in getattr(suite.datasets.events, name)().get_logs(from_block=start, argument_filters={"jobId": job_id})]
     return sorted(found, key=lambda e: (e[1]["blockNumber"], e[1]["logIndex"]))
 
 
-def _signer_at(suite: Suite, worker: str, block: int) -> str | None:
-    """The worker's registered signer as of `block`, from WorkerRegistered / WorkerUpdated events."""
+def _signer_at(suite: Suite, worker_id: int, block: int) -> str | None:
+    """The signer registered for worker id `worker_id` as of `block`, from WorkerRegistered / WorkerUpdated events."""
     start = suite.deployment.start_block
     changes = []
     for name in ("WorkerRegistered", "WorkerUpdated"):
-        for log in getattr(suite.workers.events, name)().get_logs(from_block=start, to_block=block, argument_filters={"worker": worker}):
+        for log in getattr(suite.workers.events, name)().get_logs(from_block=start, to_block=block, argument_filters={"id": worker_id}):
             changes.append((log["blockNumber"], log["logIndex"], log["args"]["signer"]))
     return max(changes)[2] if changes else None
 
@@ -100,33 +97,30 @@ def audit_job(suite: Suite, job_id: int, bundle: Path | None = None, data_key: b
     for name, log in events:
         by_name.setdefault(name, []).append(log)
 
-    posted = by_name.get("JobPosted", [])
-    report.check("posted", len(posted) == 1 and posted[0]["args"]["amount"] == job.escrow and posted[0]["args"]["client"] == job.client,
-                 f"escrow {job.escrow} by {job.client}" if posted else "no JobPosted event")
+    posted = [p for p in by_name.get("JobPosted", []) if JobTerms.from_chain(p["args"]["terms"]).hash == job.terms.hash]
+    report.check("posted", len(posted) == 1 and posted[0]["args"]["terms"]["amount"] == job.escrow
+                 and posted[0]["args"]["client"] == job.client,
+                 f"escrow {job.escrow} by {job.client}; terms hash to the job's record" if posted else "no JobPosted event matches the job's record")
     if not posted:
         return report
     terms = posted[0]["args"]
-    token = terms["token"]
+    token = terms["terms"]["token"]
     report.check("escrow currency", token == job.token, "ETH" if token == ZERO_ADDRESS else f"ERC-20 {token}")
 
     assigned = by_name.get("JobAssigned", [])
-    worker = assigned[-1]["args"]["worker"] if assigned else None
+    worker_id = int(assigned[-1]["args"]["workerId"]) if assigned else None
+    worker = worker_address(suite, worker_id) if worker_id is not None else None
     operator = assigned[-1]["args"]["operator"] if assigned else None
 
-    # who could read the dataset for this job, and when
-    grants = [e for e in by_name.get("AccessGranted", []) if e["args"]["datasetId"] == job.dataset_id]
-    foreign = [e for e in by_name.get("AccessGranted", []) if e["args"]["datasetId"] != job.dataset_id]
+    # when the assigned worker could read the dataset for this job (the market lets only the owner grant, only
+    # to the assigned worker)
+    grants = by_name.get("AccessGranted", [])
     result = by_name.get("ResultSubmitted", [])
-    if worker is not None:
-        to_worker = all(g["args"]["worker"] == worker for g in grants)
-        report.check("grants name the assigned worker", to_worker and (bool(grants) or not result),
-                     f"{len(grants)} grant(s) for dataset {job.dataset_id}" + (f"; {len(foreign)} for other datasets" if foreign else "")
-                     + ("" if to_worker else "; some name another worker"))
     if result:
         submitted_at = (result[-1]["blockNumber"], result[-1]["logIndex"])
         late = [g for g in grants if (g["blockNumber"], g["logIndex"]) > submitted_at]
         report.check("no grant after the result", not late,
-                     "none" if not late else f"grant to {late[0]['args']['worker']} in block {late[0]['blockNumber']}, after the result")
+                     "none" if not late else f"grant in block {late[0]['blockNumber']}, after the result")
         early = [g for g in grants if (g["blockNumber"], g["logIndex"]) < submitted_at]
         report.check("grant before the work", bool(early), "the worker held a grant before submitting" if early else "no grant preceded the result")
 
@@ -143,8 +137,12 @@ def audit_job(suite: Suite, job_id: int, bundle: Path | None = None, data_key: b
                      "digest rebuilt from JobPosted, the dataset registry and ResultSubmitted matches the market's record"
                      if rebuilt_digest == bytes(ev["digest"]) else "the recorded digest is not over this job's model, recipe and dataset root")
         report.check("attested by the assigned worker", ev["worker"] == worker, f"worker {ev['worker']}")
+        registered = _signer_at(suite, worker_id, int(result[-1]["blockNumber"])) if worker_id is not None else None
+        report.check("signer at submission", registered is not None and registered == ev["signer"],
+                     f"the market took {ev['signer']}, the registry's signer then" if registered == ev["signer"]
+                     else f"the market logged {ev['signer']}, the registry names {registered}")
         if bundle is not None:
-            _check_bundle(report, suite, bundle, rebuilt, rebuilt_digest, worker or ev["worker"], int(result[-1]["blockNumber"]))
+            _check_bundle(report, suite, bundle, rebuilt, rebuilt_digest, str(ev["signer"]), int(result[-1]["blockNumber"]))
 
     settled, refunded = by_name.get("JobSettled", []), by_name.get("JobRefunded", [])
     if settled:
@@ -161,7 +159,7 @@ def audit_job(suite: Suite, job_id: int, bundle: Path | None = None, data_key: b
 
 
 def _check_bundle(report: AuditReport, suite: Suite, bundle: Path, rebuilt: Attestation, rebuilt_digest: bytes,
-                  worker: str, block: int) -> None:
+                  signer: str, block: int) -> None:
     def read(name: str) -> bytes | None:
         path = bundle / name
         return path.read_bytes() if path.is_file() else None
@@ -195,10 +193,6 @@ def _check_bundle(report: AuditReport, suite: Suite, bundle: Path, rebuilt: Atte
     chain_id = int(suite.w3.eth.chain_id)
     same = digest(att, chain_id, suite.market.address) == rebuilt_digest
     report.check("bundle attestation is the recorded one", same, "same digest" if same else "attestation.json differs from what was submitted")
-    signer = _signer_at(suite, worker, block)
-    if signer is None:
-        report.check("attestation signature", False, f"worker {worker} was not registered at block {block}")
-        return
     if suite.w3.eth.get_code(to_checksum_address(signer), block):
         # a contract signer (EIP-1271): ask it, as of the submission block
         from eth_abi import encode

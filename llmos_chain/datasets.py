@@ -12,7 +12,7 @@ from web3.types import TxReceipt
 
 from llmos_chain.chain.contracts import call
 from llmos_chain.chain.deploy import Suite
-from llmos_chain.chain.market import MarketClient, get_job, ZERO_ADDRESS
+from llmos_chain.chain.market import JobState, MarketClient, get_job, worker_record
 from llmos_chain.crypto.keys import EncryptionKey, GrantContext, Keystore, KeyKind, unwrap_key, wrap_key
 from llmos_chain.crypto.stream import DEFAULT_CHUNK_SIZE, Progress, SealResult, new_data_key, seal_file
 from llmos_chain.errors import ConfigError, SealedDataError
@@ -90,51 +90,54 @@ class GrantPlan:
     worker: str
     key_kind: KeyKind
     context: GrantContext
+    worker_id: int = 0
 
 
 def plan_grant(suite: Suite, dataset_id: int, job_id: int) -> GrantPlan:
-    """Look up the job's assigned worker and its registered key; check the job is on this dataset."""
+    """Look up the job's assigned worker and its registered key; check the job is on this dataset and waits for a grant."""
     job = get_job(suite, job_id)
     if job.dataset_id != dataset_id:
         raise ConfigError(f"job {job_id} is for dataset {job.dataset_id}, not {dataset_id}")
-    if job.worker == ZERO_ADDRESS:
-        raise ConfigError(f"job {job_id} has no assigned worker yet (state {job.state.name}); grant after assignment")
-    record = call(suite.workers.functions.getWorker(job.worker))
-    kind = KeyKind.from_chain(int(record[5]))
-    context = GrantContext(int(suite.w3.eth.chain_id), suite.datasets.address, dataset_id, job_id, job.worker)
-    return GrantPlan(dataset_id, job_id, job.worker, kind, context)
+    if job.state is not JobState.ASSIGNED:
+        raise ConfigError(f"job {job_id} is {job.state.name.lower()}, not assigned: only an assigned job can be granted")
+    record = worker_record(suite, job.worker_id)
+    context = grant_context(suite, dataset_id, job_id, job.worker)
+    return GrantPlan(dataset_id, job_id, job.worker, record.key_kind, context, job.worker_id)
+
+
+def grant_context(suite: Suite, dataset_id: int, job_id: int, worker: str) -> GrantContext:
+    """What a grant is bound to: this chain, this market (which records the grant), the dataset, the job, the worker."""
+    return GrantContext(int(suite.w3.eth.chain_id), suite.market.address, dataset_id, job_id, worker)
 
 
 def wrap_for_worker(suite: Suite, plan: GrantPlan, data_key: bytes) -> bytes:
-    """The data key wrapped to the planned worker's registered HPKE key, bound to (chain, registry, dataset, job, worker)."""
+    """The data key wrapped to the planned worker's registered HPKE key, bound to (chain, market, dataset, job, worker)."""
     call(suite.datasets.functions.getDataset(plan.dataset_id))  # reverts with DatasetNotFound for an unknown id
-    worker_key = bytes(call(suite.workers.functions.getWorker(plan.worker))[12])
-    return wrap_key(data_key, plan.key_kind, worker_key, plan.context)
+    record = worker_record(suite, plan.worker_id)
+    return wrap_key(data_key, record.key_kind, record.encryption_key, plan.context)
 
 
-def grant_access(owner: MarketClient, keystore: Keystore, dataset_id: int, job_id: int, key_id: str, ttl_s: int) -> tuple[GrantPlan, TxReceipt]:
-    """Wrap the dataset's data key to the job's assigned worker and publish the grant (starts the job)."""
+def grant_access(owner: MarketClient, keystore: Keystore, dataset_id: int, job_id: int, key_id: str) -> tuple[GrantPlan, TxReceipt]:
+    """Wrap the dataset's data key to the job's assigned worker and publish the grant (starts the run window)."""
     suite = owner.suite
     plan = plan_grant(suite, dataset_id, job_id)
     wrapped = wrap_for_worker(suite, plan, keystore.load_data_key(key_id))
-    now = int(suite.w3.eth.get_block("latest")["timestamp"])
-    receipt = owner.grant(dataset_id, job_id, plan.worker, now + ttl_s, wrapped)
+    receipt = owner.grant(job_id, wrapped)
     return plan, receipt
 
 
-def latest_grant(suite: Suite, dataset_id: int, job_id: int, worker: str, from_block: int = 0) -> dict[str, Any]:
-    """The newest AccessGranted event for (dataset, job, worker), read from the chain's logs."""
-    event = suite.datasets.events.AccessGranted()
-    logs = event.get_logs(from_block=from_block, argument_filters={"datasetId": dataset_id, "jobId": job_id, "worker": worker})
+def latest_grant(suite: Suite, job_id: int, from_block: int = 0) -> dict[str, Any]:
+    """The newest AccessGranted event of `job_id`, read from the market's logs."""
+    event = suite.market.events.AccessGranted()
+    logs = event.get_logs(from_block=from_block or suite.deployment.start_block, argument_filters={"jobId": job_id})
     if not logs:
-        raise SealedDataError(f"no access grant on chain for dataset {dataset_id}, job {job_id}, worker {worker}")
+        raise SealedDataError(f"no access grant on chain for job {job_id}")
     return dict(logs[-1]["args"])
 
 
 def recover_data_key(suite: Suite, dataset_id: int, job_id: int, worker: str, key: EncryptionKey, from_block: int = 0) -> bytes:
     """What a worker does: find its grant on chain and unwrap the data key with its private key."""
-    if not call(suite.datasets.functions.canRead(dataset_id, job_id, worker)):
-        raise SealedDataError(f"worker {worker} may not read dataset {dataset_id} for job {job_id} now (no grant, expired or revoked)")
-    grant = latest_grant(suite, dataset_id, job_id, worker, from_block)
-    context = GrantContext(int(suite.w3.eth.chain_id), suite.datasets.address, dataset_id, job_id, worker)
-    return unwrap_key(bytes(grant["wrappedKey"]), key, context)
+    if not call(suite.market.functions.canRead(job_id, worker)):
+        raise SealedDataError(f"worker {worker} holds no running grant for job {job_id}")
+    grant = latest_grant(suite, job_id, from_block)
+    return unwrap_key(bytes(grant["wrappedKey"]), key, grant_context(suite, dataset_id, job_id, worker))

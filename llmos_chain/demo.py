@@ -177,14 +177,15 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
     client_agent = Agent(suite, Store(root / "client" / "agent.db"), client=client,
                          accepts=AcceptPolicy(str(root / "results")))
     now = int(w3.eth.get_block("latest")["timestamp"])
+    client_key_id, _ = client_c.register_client_key(client_key.kind, client_key.public_bytes())
     jobs: list[dict[str, Any]] = []
     for spec in JOBS:
         recipe = Recipe.model_validate(spec.recipe)
         path = root / "client" / f"recipe-{len(jobs)}.json"
         path.write_bytes(recipe.canonical_bytes())
         request = JobRequest(dataset_id, base_model_hash(recipe.base_model, recipe.hyper.seed), recipe.hash(), path.as_uri(),
-                             spec.gpus, spec.mem, now + 86_400, 3_600, spec.amount, client_key.public_bytes(),
-                             token if spec.erc20 else ZERO_ADDRESS)
+                             spec.gpus, spec.mem, now + 86_400, 3_600, spec.amount, client_key_id,
+                             token if spec.erc20 else ZERO_ADDRESS, run_time=6 * 3600)
         job_id, receipt = client_c.post_job(request)
         jobs.append({"id": job_id, "title": spec.title, "recipe": path, "currency": "LTT" if spec.erc20 else "ETH",
                      "gas": {"post": int(receipt["gasUsed"])}})

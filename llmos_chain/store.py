@@ -22,19 +22,30 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_block ON events (block, log_index);
 CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id);
 CREATE TABLE IF NOT EXISTS jobs (
-    job_id INTEGER PRIMARY KEY, state TEXT NOT NULL, client TEXT NOT NULL, worker TEXT, dataset_id INTEGER NOT NULL,
-    gpu_count INTEGER NOT NULL, gpu_mem_gib INTEGER NOT NULL, deadline INTEGER NOT NULL, escrow TEXT NOT NULL,
-    token TEXT NOT NULL, base_model_hash TEXT NOT NULL, recipe_hash TEXT NOT NULL, recipe_uri TEXT NOT NULL,
-    client_key TEXT NOT NULL, posted_block INTEGER NOT NULL, updated_block INTEGER NOT NULL
+    job_id INTEGER PRIMARY KEY, state TEXT NOT NULL, client TEXT NOT NULL, worker TEXT, worker_id INTEGER,
+    dataset_id INTEGER NOT NULL, gpu_count INTEGER NOT NULL, gpu_mem_gib INTEGER NOT NULL, deadline INTEGER NOT NULL,
+    run_time INTEGER NOT NULL, challenge_window INTEGER NOT NULL, escrow TEXT NOT NULL, token TEXT NOT NULL,
+    base_model_hash TEXT NOT NULL, recipe_hash TEXT NOT NULL, recipe_uri TEXT NOT NULL, client_key_id INTEGER NOT NULL,
+    terms TEXT NOT NULL, posted_block INTEGER NOT NULL, updated_block INTEGER NOT NULL
 );
 """
 
-#: JobMarket events and the job state they leave behind.
+#: JobMarket events and the job state they leave behind, where the event alone decides it.
 STATE_AFTER = {
     "JobPosted": "open", "JobCancelled": "cancelled", "JobAssigned": "assigned", "JobReopened": "open",
-    "JobStarted": "running", "ResultSubmitted": "submitted", "JobDisputed": "disputed", "JobSettled": "settled",
-    "JobExpired": "expired", "FailureReported": "failed",
+    "AccessGranted": "running", "ResultSubmitted": "submitted", "JobSettled": "settled", "JobExpired": "expired",
+    "JobFailed": "failed",
 }
+#: Events whose resulting state depends on the state before them: (event, state before) → state after.
+STATE_AFTER_FROM = {
+    ("FailureReported", "running"): "failure_claimed",  # in the run window; before the grant JobReopened follows
+    ("JobDisputed", "submitted"): "disputed",
+    ("JobDisputed", "failure_claimed"): "failure_disputed",
+    ("JobRefunded", "disputed"): "refunded",  # a dispute the worker lost; other refunds keep their state
+    ("JobRefunded", "failure_disputed"): "refunded",
+}
+#: States in which a job holds its worker (and its GPUs and collateral).
+ACTIVE_STATES = ("assigned", "running", "submitted", "failure_claimed", "disputed", "failure_disputed")
 
 
 @dataclass(frozen=True)
@@ -131,25 +142,47 @@ class Store:
     def project(self, event: StoredEvent) -> None:
         """Apply one JobMarket event to the jobs table (idempotent: the final state is the last event's)."""
         a = event.args
+        if event.contract != "JobMarket":
+            return
         if event.name == "JobPosted":
+            t = a["terms"]
+            terms = [t["client"], t["datasetOwner"], t["token"], int(t["amount"]), int(t["datasetId"]), int(t["clientKeyId"]),
+                     int(t["gpuCount"]), int(t["gpuMemGiB"]), int(t["deadline"]), int(t["runTime"]), int(t["challengeWindow"])]
             self.db.execute(
-                "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (a["jobId"], "open", a["client"], None, a["datasetId"], a["gpuCount"], a["gpuMemGiB"], a["deadline"], str(a["amount"]),
-                 a["token"], a["baseModelHash"], a["recipeHash"], a["recipeURI"], a["clientKey"], event.block, event.block),
+                "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (a["jobId"], "open", t["client"], None, None, int(t["datasetId"]), int(t["gpuCount"]), int(t["gpuMemGiB"]),
+                 int(t["deadline"]), int(t["runTime"]), int(t["challengeWindow"]), str(t["amount"]), t["token"],
+                 a["baseModelHash"], a["recipeHash"], a["recipeURI"], int(t["clientKeyId"]), json.dumps(terms),
+                 event.block, event.block),
             )
             return
-        state = STATE_AFTER.get(event.name)
-        if event.name == "JobRefunded":
-            # a refund after a lost dispute; after expiry or a failure report the job keeps that state
-            row = self.db.execute("SELECT state FROM jobs WHERE job_id = ?", (event.job_id,)).fetchone()
-            state = "refunded" if row is not None and row["state"] == "disputed" else None
-        if state is None or event.job_id is None:
+        if event.job_id is None:
             return
-        worker = a.get("worker") if event.name == "JobAssigned" else (None if event.name == "JobReopened" else "keep")
-        if worker == "keep":
-            self.db.execute("UPDATE jobs SET state = ?, updated_block = ? WHERE job_id = ?", (state, event.block, event.job_id))
+        row = self.db.execute("SELECT state FROM jobs WHERE job_id = ?", (event.job_id,)).fetchone()
+        before = row["state"] if row is not None else None
+        state = STATE_AFTER.get(event.name) or STATE_AFTER_FROM.get((event.name, before or ""))
+        if state is None:
+            return
+        if event.name == "JobAssigned":
+            worker_id = int(a["workerId"])
+            self.db.execute("UPDATE jobs SET state = ?, worker = ?, worker_id = ?, updated_block = ? WHERE job_id = ?",
+                            (state, self.worker_address(worker_id), worker_id, event.block, event.job_id))
+        elif event.name == "JobReopened":
+            self.db.execute("UPDATE jobs SET state = ?, worker = NULL, worker_id = NULL, updated_block = ? WHERE job_id = ?",
+                            (state, event.block, event.job_id))
         else:
-            self.db.execute("UPDATE jobs SET state = ?, worker = ?, updated_block = ? WHERE job_id = ?", (state, worker, event.block, event.job_id))
+            self.db.execute("UPDATE jobs SET state = ?, updated_block = ? WHERE job_id = ?", (state, event.block, event.job_id))
+
+    def worker_address(self, worker_id: int) -> str | None:
+        """The address registered under a worker id, from the registry's events (ids are never reused)."""
+        row = self.db.execute("SELECT args FROM events WHERE contract = 'WorkerRegistry' AND name = 'WorkerRegistered' "
+                              "AND json_extract(args, '$.id') = ? LIMIT 1", (worker_id,)).fetchone()
+        return str(json.loads(row["args"])["worker"]) if row is not None else None
+
+    def terms(self, job_id: int) -> list[Any] | None:
+        """The job's terms as the market's calls take them back (a JSON list in `JobTerms` order)."""
+        row = self.db.execute("SELECT terms FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return json.loads(row["terms"]) if row is not None else None
 
     def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT * FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY job_id"

@@ -19,7 +19,7 @@ from llmos_chain.chain.connect import connect
 from llmos_chain.chain.contracts import Sender
 from llmos_chain.chain.deploy import Suite, deploy_suite
 from llmos_chain.chain.market import JobRequest, MarketClient, WorkerParams
-from llmos_chain.crypto.keys import EncryptionKey, Keystore
+from llmos_chain.crypto.keys import EncryptionKey, KeyKind, Keystore
 from llmos_chain.datasets import grant_access, register_dataset, seal_dataset
 from worker import data, models, train
 from llmos_chain.recipe import Recipe
@@ -47,11 +47,13 @@ def _runner(recipe: Recipe, dataset: Path, root: Path) -> dict[str, Any]:
     dataset_id, _ = register_dataset(owner, manifest, (root / "d.sealed").as_uri())
     (root / "recipe.json").write_bytes(recipe.canonical_bytes())
     now = int(w3.eth.get_block("latest")["timestamp"])
+    client = MarketClient(suite, Sender(w3, a[3]))
+    key_id, _ = client.register_client_key(KeyKind.X25519, EncryptionKey.generate().public_bytes())
     request = JobRequest(dataset_id, models.base_model_hash(recipe.base_model, recipe.hyper.seed), recipe.hash(),
-                         (root / "recipe.json").as_uri(), 1, 16, now + 86_400, 3600, 10**16, EncryptionKey.generate().public_bytes())
-    job_id, _ = MarketClient(suite, Sender(w3, a[3])).post_job(request)
+                         (root / "recipe.json").as_uri(), 1, 16, now + 86_400, 3600, 10**16, key_id)
+    job_id, _ = client.post_job(request)
     MarketClient(suite, Sender(w3, a[4])).assign(job_id, a[5].address)
-    grant_access(owner, store, dataset_id, job_id, manifest.key_id, 86_400)
+    grant_access(owner, store, dataset_id, job_id, manifest.key_id)
     result = run_job(suite, job_id, a[5], enc, root / "results", root / "work")
     return {**_steady(result.timings["step_tokens"], result.timings["step_seconds"]),  # type: ignore[arg-type]
             "decrypt_s": result.timings["decrypt_s"], "seal_s": result.timings["seal_s"]}

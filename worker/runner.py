@@ -25,10 +25,10 @@ from eth_account.signers.local import LocalAccount
 from llmos_chain.attestation import Attestation, sign
 from llmos_chain.chain.contracts import call
 from llmos_chain.chain.deploy import Suite
-from llmos_chain.chain.market import JobState, get_job
+from llmos_chain.chain.market import JobState, client_key, get_job
 from llmos_chain.crypto import stream
 from llmos_chain.crypto.fetch import fetch
-from llmos_chain.crypto.keys import EncryptionKey, KeyKind, OutputContext, wrap_key
+from llmos_chain.crypto.keys import EncryptionKey, KeyKind, OutputContext, public_key_from_bytes, wrap_key
 from llmos_chain.datasets import recover_data_key
 from llmos_chain.errors import IntegrityError, LlmosError, SealedDataError, WorkerError
 from worker import data as data_mod
@@ -53,6 +53,7 @@ class JobSpec:
     recipe_hash: bytes
     recipe_uri: str
     client_key: bytes
+    client_key_kind: KeyKind
 
 
 @dataclass
@@ -66,17 +67,12 @@ class RunResult:
 
 
 def read_job(suite: Suite, job_id: int) -> JobSpec:
+    """The job's record and terms, and the client's output key, checked to be a usable public key before any work."""
     view = get_job(suite, job_id)
-    logs = suite.market.events.JobPosted().get_logs(from_block=suite.deployment.start_block, argument_filters={"jobId": job_id})
-    if not logs:
-        raise WorkerError(f"no JobPosted event for job {job_id}")
-    posted = logs[-1]["args"]
-    return JobSpec(job_id, view.client, view.worker, view.state, view.dataset_id, bytes(posted["baseModelHash"]),
-                   bytes(posted["recipeHash"]), str(posted["recipeURI"]), bytes(posted["clientKey"]))
-
-
-def _client_kind(client_key: bytes) -> KeyKind:
-    return KeyKind.X25519 if len(client_key) == 32 else KeyKind.MLKEM768_X25519
+    key = client_key(suite, view.client_key_id)
+    public_key_from_bytes(key.kind, key.public)  # raises SealedDataError for a key no output could be sealed to
+    return JobSpec(job_id, view.client, view.worker, view.state, view.dataset_id, view.base_model_hash,
+                   view.recipe_hash, view.recipe_uri, key.public, key.kind)
 
 
 def _chain_time(suite: Suite) -> int:
@@ -104,7 +100,12 @@ def run_job(
     plaintext: bytearray | None = None
     started = _chain_time(suite)
     try:
-        job = read_job(suite, job_id)
+        try:
+            job = read_job(suite, job_id)
+        except SealedDataError as exc:
+            error = IntegrityError(f"the client's output key is unusable: {exc}")
+            error.reason = 3
+            raise error from None
         if job.worker.lower() != signer.address.lower():
             raise WorkerError(f"job {job_id} is assigned to {job.worker}, not to this worker ({signer.address})")
         if job.state is not JobState.RUNNING:
@@ -156,7 +157,7 @@ def run_job(
         out_key = stream.new_data_key()
         sealed_output, _ = stream.seal_bytes(result.output, out_key)
         context = OutputContext(int(suite.w3.eth.chain_id), suite.market.address, job_id, job.client)
-        wrapped = wrap_key(out_key, _client_kind(job.client_key), job.client_key, context)
+        wrapped = wrap_key(out_key, job.client_key_kind, job.client_key, context)
         timings["seal_s"] = time.perf_counter() - t
 
         metrics = {

@@ -21,6 +21,7 @@ from llmos_chain.chain.connect import connect
 from llmos_chain.chain.contracts import Sender
 from llmos_chain.chain.deploy import DeployParams, Suite, deploy_suite
 from llmos_chain.chain.devchain import Anvil
+from llmos_chain.crypto.keys import KeyKind
 from llmos_chain.chain.market import JobRequest, MarketClient, WorkerParams
 from llmos_chain.market.coordinator import Coordinator, WorkerConfig
 from llmos_chain.market.executor import Executor, WorkerCommand
@@ -52,10 +53,11 @@ def _one(jobs: int, max_batch: int | None, tmp: Path, time_limit_s: float) -> di
         posted: dict[int, float] = {}
         deadline = int(w3.eth.get_block("latest")["timestamp"]) + 86_400
         client_m = MarketClient(suite, Sender(w3, client))
+        key_id, _ = client_m.register_client_key(KeyKind.X25519, b"\x05" * 32)
 
         def post_all() -> None:
             for _ in range(jobs):
-                request = JobRequest(dataset_id, b"\x03" * 32, b"\x04" * 32, "bench:noop", 1, 16, deadline, 3600, 10**16, b"\x05" * 32)
+                request = JobRequest(dataset_id, b"\x03" * 32, b"\x04" * 32, "bench:noop", 1, 16, deadline, 3600, 10**16, key_id)
                 job_id, _ = client_m.post_job(request)
                 posted[job_id] = time.monotonic()
 

@@ -110,7 +110,7 @@ class Follower:
             return None
         contract, abi = found
         data = get_event_data(self.w3.codec, abi, raw)
-        args = {k: _hex(v) if isinstance(v, (bytes, bytearray)) else v for k, v in dict(data["args"]).items()}
+        args = _plain(data["args"])
         job_id = args.get("jobId")
         return StoredEvent(_hex(raw["transactionHash"]), int(raw["logIndex"]), int(raw["blockNumber"]), _hex(raw["blockHash"]),
                            contract, str(data["event"]), int(job_id) if job_id is not None else None, args)
@@ -138,3 +138,14 @@ class Follower:
         except BlockNotFound:  # the block is gone (the chain is shorter now); a node error propagates
             return None
         return _hex(block["hash"])
+
+
+def _plain(value: Any) -> Any:
+    """Event arguments as JSON-ready values: bytes as 0x-hex, structs as dicts, arrays as lists."""
+    if isinstance(value, (bytes, bytearray)):
+        return _hex(value)
+    if hasattr(value, "keys"):
+        return {str(k): _plain(value[k]) for k in value.keys()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

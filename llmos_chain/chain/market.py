@@ -300,6 +300,35 @@ def worker_address(suite: Suite, worker_id: int) -> str:
     return str(call(suite.workers.functions.workerAt(worker_id)))
 
 
+@dataclass(frozen=True)
+class WorkerRecord:
+    """`IWorkerRegistry.Worker` with named fields (collateral in wei)."""
+
+    worker_id: int
+    operator: str
+    status: int
+    gpu_count: int
+    gpu_mem_gib: int
+    active_jobs: int
+    locked: int
+    stake: int
+    unbonding_end: int
+    key_kind: KeyKind
+    account: str
+    price_per_gpu_hour: int
+    signer: str
+    gpu_model: bytes
+    encryption_key: bytes
+
+
+def worker_record(suite: Suite, worker_id: int) -> WorkerRecord:
+    r = call(suite.workers.functions.getWorkerById(worker_id))
+    if int(r[1]) == 0:
+        raise ChainError(f"no worker with id {worker_id}")
+    return WorkerRecord(worker_id, str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]) * 10**9, int(r[6]),
+                        int(r[7]), KeyKind.from_chain(int(r[8])), str(r[9]), int(r[10]), str(r[11]), bytes(r[12]), bytes(r[13]))
+
+
 class MarketClient:
     """One account's view of and actions on the suite."""
 

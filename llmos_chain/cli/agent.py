@@ -30,7 +30,6 @@ class GrantSection(RoleKey):
     workers: list[str] = []  # allowed worker addresses (empty: any)
     operators: list[str] = []  # allowed operator addresses (empty: any)
     max_jobs: int | None = Field(default=None, ge=0)  # grants per dataset
-    ttl_s: int = Field(default=86_400, ge=60)
 
 
 class AcceptSection(RoleKey):
@@ -95,7 +94,7 @@ def run(
     if cfg.grants:
         g = cfg.grants
         grants = GrantPolicy(dict(g.datasets), frozenset(a.lower() for a in g.workers), frozenset(a.lower() for a in g.operators),
-                             g.max_jobs, g.ttl_s)
+                             g.max_jobs)
     accepts = AcceptPolicy(cfg.accepts.results, cfg.accepts.dispute_failed) if cfg.accepts else None
     keystore = Keystore(Path(cfg.keystore or load_settings().keystore).expanduser())
     agent = Agent(suite, Store(cfg.state), owner, keystore if grants else None, grants, client, accepts, cfg.confirmations)

@@ -15,7 +15,7 @@ from llmos_chain.crypto.fetch import fetch
 from llmos_chain.datasets import Manifest, grant_access, manifest_path, register_dataset, seal_dataset
 from llmos_chain.errors import ConfigError
 
-app = typer.Typer(help="Sealed datasets: seal and open files, register them on-chain, grant and revoke access.", no_args_is_help=True)
+app = typer.Typer(help="Sealed datasets: seal and open files, register them on-chain, grant access to an assigned worker or drop it.", no_args_is_help=True)
 
 
 def _hex32(value: str | None, what: str) -> bytes | None:
@@ -134,16 +134,18 @@ def grant(
     dataset_id: int = typer.Argument(..., help="Dataset id."),
     job: int = typer.Option(..., "--job", help="The job whose assigned worker gets access."),
     key_id: str = typer.Option(..., "--key-id", help="The dataset's data key id."),
-    ttl: int = typer.Option(7 * 24 * 3600, "--ttl", help="Seconds until the grant expires."),
     keystore_dir: Path = KEYSTORE,
     rpc: str = RPC,
     deployment: Path = DEPLOYMENT,
     dev_account: int = DEV_ACCOUNT,
     json_out: bool = JSON,
 ) -> None:
-    """Wrap the data key to the job's assigned worker (HPKE, bound to chain, registry, dataset, job, worker) and publish it."""
+    """Wrap the data key to the job's assigned worker (HPKE, bound to chain, market, dataset, job, worker) and publish it.
+
+    The grant starts the worker's run window (the job's run time). It cannot be taken back: the wrapped key is public
+    once published. To refuse a worker, drop the assignment instead (`llmos dataset drop`)."""
     owner = acting(rpc, deployment, dev_account)
-    plan, receipt = grant_access(owner, keystore(keystore_dir), dataset_id, job, key_id, ttl)
+    plan, receipt = grant_access(owner, keystore(keystore_dir), dataset_id, job, key_id)
     result = {"dataset_id": dataset_id, "job_id": job, "worker": plan.worker, "key_kind": plan.key_kind.value,
               "tx": tx_hex(receipt), "gas": receipt["gasUsed"]}
     if json_out:
@@ -152,24 +154,27 @@ def grant(
         console.print(f"granted worker {plan.worker} access to dataset {dataset_id} for job {job} ({receipt['gasUsed']:,} gas)")
 
 
-@app.command("revoke")
-def revoke(
+@app.command("drop")
+def drop(
     dataset_id: int = typer.Argument(..., help="Dataset id."),
-    job: int = typer.Option(..., "--job", help="Job id of the grant."),
-    worker: str = typer.Option(None, "--worker", help="Worker address (default: the job's assigned worker)."),
+    job: int = typer.Option(..., "--job", help="The assigned job whose worker you refuse."),
     rpc: str = RPC,
     deployment: Path = DEPLOYMENT,
     dev_account: int = DEV_ACCOUNT,
     json_out: bool = JSON,
 ) -> None:
-    """Revoke a grant; `canRead` answers false from the next block on."""
+    """Refuse the worker assigned to a job on your dataset before granting: the job goes back to the market and that
+    worker cannot retake it for a grant timeout."""
     from llmos_chain.chain.market import get_job
 
     owner = acting(rpc, deployment, dev_account)
-    worker = worker or get_job(owner.suite, job).worker
-    receipt = owner.revoke(dataset_id, job, worker)
+    view = get_job(owner.suite, job)
+    if view.dataset_id != dataset_id:
+        raise ConfigError(f"job {job} is for dataset {view.dataset_id}, not {dataset_id}")
+    worker = view.worker
+    receipt = owner.drop_assignment(job, view.terms)
     result = {"dataset_id": dataset_id, "job_id": job, "worker": worker, "tx": tx_hex(receipt)}
     if json_out:
         emit_json(result)
     else:
-        console.print(f"revoked worker {worker}'s access to dataset {dataset_id} for job {job}")
+        console.print(f"dropped worker {worker} from job {job} on dataset {dataset_id}; the job is open again")

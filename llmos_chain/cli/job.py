@@ -38,7 +38,11 @@ def post(
     gpus: int = typer.Option(1, "--gpus", min=1, max=255, help="GPUs the job needs."),
     mem: int = typer.Option(16, "--mem", min=1, help="GPU memory per GPU, GiB."),
     hours: float = typer.Option(24.0, "--hours", min=0.01, help="Deadline: this many hours from now."),
-    challenge_window: int = typer.Option(3600, "--challenge-window", help="Seconds you have to dispute a submitted result."),
+    run_hours: float = typer.Option(6.0, "--run-hours", min=0.001,
+                                    help="The worker's run window, from the grant: it is slashed if it holds the data this long "
+                                         "without a result. No grant is possible once a full window no longer fits before the deadline."),
+    challenge_window: int = typer.Option(3600, "--challenge-window", min=0, max=2**24 - 1,
+                                         help="Seconds you have to dispute a submitted result or failure report."),
     token: str = typer.Option(None, "--token", help="Pay in this ERC-20 instead of ETH (approved automatically)."),
     keystore_dir: Path = KEYSTORE,
     rpc: str = RPC,
@@ -68,11 +72,16 @@ def post(
         if int(erc20.functions.allowance(client.address, client.suite.market.address).call()) < amount:
             client.sender.transact(erc20.functions.approve(client.suite.market.address, amount))
     now = int(w3.eth.get_block("latest")["timestamp"])
+    run_time = max(1, int(run_hours * 3600))
+    if run_time > int(hours * 3600):
+        raise ConfigError(f"--run-hours ({run_hours}) must fit before the deadline (--hours {hours})")
+    key_id = client.ensure_client_key(key.kind, key.public_bytes())  # registered once, then named by id
     request = JobRequest(dataset, base_hash, parsed.hash(), recipe_uri or recipe.resolve().as_uri(), gpus, mem,
-                         now + int(hours * 3600), challenge_window, amount, key.public_bytes(), pay_in)
+                         now + int(hours * 3600), challenge_window, amount, key_id, pay_in, run_time)
     job_id, receipt = client.post_job(request)
     if json_out:
-        emit_json({"job": job_id, "tx": tx_hex(receipt), "gas": int(receipt["gasUsed"]), "recipe_hash": "0x" + parsed.hash().hex(),
+        emit_json({"job": job_id, "tx": tx_hex(receipt), "gas": int(receipt["gasUsed"]), "client_key_id": key_id,
+                   "recipe_hash": "0x" + parsed.hash().hex(),
                    "base_model_hash": "0x" + base_hash.hex(), "recipe_uri": request.recipe_uri})
         return
     console.print(f"posted job {job_id} (tx {tx_hex(receipt)}, gas {int(receipt['gasUsed']):,})")
@@ -85,11 +94,12 @@ def status(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, json_o
 
     _, _, suite = open_suite(rpc, deployment)
     view = get_job(suite, job)
-    history = [history_row(name, log, skip=("jobId", "clientKey")) for name, log in job_events(suite, job)]
-    info = {"job": job, "state": view.state.name.lower(), "client": view.client,
+    history = [history_row(name, log, skip=("jobId",)) for name, log in job_events(suite, job)]
+    info = {"job": job, "state": view.state.name.lower(), "state_since": view.since, "client": view.client,
             "worker": None if view.worker == ZERO_ADDRESS else view.worker, "dataset": view.dataset_id, "gpus": view.gpu_count,
             "gpu_mem_gib": view.gpu_mem_gib, "escrow": str(view.escrow), "token": "ETH" if view.token == ZERO_ADDRESS else view.token,
-            "deadline": view.deadline, "challenge_window": view.challenge_window, "history": history}
+            "deadline": view.deadline, "run_time": view.run_time, "due_at": view.due_at, "latest_start": view.terms.latest_start,
+            "challenge_window": view.challenge_window, "client_key_id": view.client_key_id, "history": history}
     if json_out:
         emit_json(info)
         return
@@ -97,7 +107,7 @@ def status(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, json_o
     table(f"Job {job}: {info['state']}", ["field", "value"], [
         ["client", view.client], ["worker", info["worker"] or "—"], ["dataset", view.dataset_id],
         ["needs", f"{view.gpu_count} GPU × {view.gpu_mem_gib} GiB"], ["escrow", f"{view.escrow:,} ({info['token']})"],
-        ["deadline", deadline]])
+        ["deadline", deadline], ["run window", f"{view.run_time:,} s from the grant"]])
     table("History", ["block", "event", "tx"], [[h["block"], h["event"], h["tx"][:18] + "…"] for h in history])
 
 
@@ -109,10 +119,18 @@ def _simple(action: str, method: str) -> Any:
     return command
 
 
-app.command("accept", help="Accept a submitted result: pays the worker's operator now.")(_simple("accept", "accept"))
-app.command("cancel", help="Cancel an open (unassigned) job: the escrow is refunded.")(_simple("cancel", "cancel"))
-app.command("reclaim", help="After the deadline, take back the escrow of a job that got no result (slashes a worker that held a grant).")(
+app.command("accept", help="Accept a submitted result (pays the worker's operator now) or a failure report (refunds you now).")(
+    _simple("accept", "accept"))
+app.command("cancel", help="Cancel a job nobody was granted yet (open or assigned): the escrow is refunded, the worker released.")(
+    _simple("cancel", "cancel"))
+app.command("drop", help="Client or dataset owner: send an assigned, ungranted job back to the market (that worker cannot retake it for a grant timeout).")(
+    _simple("drop", "drop_assignment"))
+app.command("reclaim", help="Expire a job whose worker ran past its run window (slashed), or an assigned job that can no longer start in time.")(
     _simple("reclaim", "reclaim"))
+app.command("finalize", help="Anyone: settle a result or failure report after its challenge window, or a dispute after its deadline.")(
+    _simple("finalize", "finalize"))
+app.command("timeout-grant", help="Anyone: reopen an assigned job whose owner did not grant within the grant timeout.")(
+    _simple("timeout-grant", "timeout_grant"))
 
 
 @app.command("dispute")
@@ -124,7 +142,10 @@ def dispute(
     dev_account: int = DEV_ACCOUNT,
     json_out: bool = JSON,
 ) -> None:
-    """Dispute a submitted result within the challenge window; the arbiter decides."""
+    """Dispute a submitted result or failure report within the challenge window, paying the dispute bond.
+
+    The arbiter decides by the dispute deadline; if it stays silent, the worker's claim stands and the bond goes to
+    its operator. Upheld: you are refunded, the worker slashed, the bond returned."""
     client = acting(rpc, deployment, dev_account)
     _done(json_out, job, "dispute", client.dispute(job, blake3.blake3(reason.encode()).digest()), client)
 

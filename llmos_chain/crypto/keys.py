@@ -1,8 +1,8 @@
 """HPKE key grants (RFC 9180, from `cryptography`) and the keystore.
 
 A data key is wrapped to one worker's registered public key for one job. The HPKE `info` binds chain
-id, registry address, dataset id, job id and worker address, so a grant published on-chain cannot be
-replayed for another job, worker, dataset, registry or chain. X25519 + HKDF-SHA256 + AES-256-GCM is the
+id, the address of the contract that records the grant (the job market), dataset id, job id and worker
+address, so a grant published on-chain cannot be replayed for another job, worker, dataset, market or chain. X25519 + HKDF-SHA256 + AES-256-GCM is the
 default suite; ML-KEM-768 + X25519 (post-quantum hybrid) is selectable per worker key, since wrapped
 keys on a public chain are kept forever.
 """
@@ -114,7 +114,7 @@ class GrantContext:
     """What a dataset key grant is for; encoded into the HPKE `info`."""
 
     chain_id: int
-    registry: str
+    registry: str  # the contract that records the grant: the job market
     dataset_id: int
     job_id: int
     worker: str
@@ -159,7 +159,7 @@ def unwrap_key(wrapped: bytes, key: EncryptionKey, context: GrantContext | Outpu
         data_key = bytes(key.kind.suite().decrypt(bytes(wrapped), key.private_key(), info=context.info()))
     except (InvalidTag, ValueError):
         raise SealedDataError(
-            "cannot unwrap the data key: wrong private key, or the grant was made for another chain, registry, "
+            "cannot unwrap the data key: wrong private key, or the grant was made for another chain, market, "
             "dataset, job or worker"
         ) from None
     if len(data_key) != KEY_LEN:

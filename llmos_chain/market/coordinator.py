@@ -22,12 +22,13 @@ from llmos_chain.attestation import Attestation
 from llmos_chain.chain.connect import NODE_TROUBLE
 from llmos_chain.chain.deploy import Suite
 from llmos_chain.chain.follower import Follower
+from llmos_chain.chain.contracts import call
 from llmos_chain.chain.market import JobState, ZERO_ADDRESS, get_job
 from llmos_chain.chain.outbox import Intent, Outbox
 from llmos_chain.errors import LlmosError
 from llmos_chain.market.allocator import JobDemand, WorkerSupply, allocate
 from llmos_chain.market.executor import Executor, Outcome
-from llmos_chain.store import Store
+from llmos_chain.store import ACTIVE_STATES, Store
 
 log = logging.getLogger("llmos.coordinator")
 
@@ -138,6 +139,9 @@ class Coordinator:
         self.follower = Follower(suite, store, confirmations=confirmations)
         self.outbox = Outbox(suite.w3, store, operator, {"JobMarket": suite.market}, already_done=self._already_done)
         self._recipes: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._worker_ids: dict[str, int] = {}
+        self._since: dict[tuple[int, str], int] = {}
+        self._dispute_window_s: int | None = None
         self.last_solve_s = 0.0
         self.results_dir: Path | None = getattr(executor.command, "results", None)
 
@@ -149,6 +153,7 @@ class Coordinator:
         report.assigned, report.solve_s = self._allocate()
         report.started = self._start_granted()
         report.finished = self._collect()
+        self._finalize_due()
         if self.withdraw:
             self._withdraw()
         self.outbox.drive(wait_s=0.0)
@@ -181,15 +186,27 @@ class Coordinator:
                 self._recipes[key] = None  # the estimate falls back to the default; the worker reports the real problem
         return self._recipes[key]
 
+    def worker_id(self, address: str) -> int:
+        """The registry id of one of our workers (ids never change for a registration; 0 is never cached)."""
+        worker_id = self._worker_ids.get(address)
+        if worker_id is None:
+            worker_id = int(call(self.suite.workers.functions.idOf(address)))
+            if worker_id == 0:
+                raise LlmosError(f"worker {address} is not registered with this market's registry")
+            self._worker_ids[address] = worker_id
+        return worker_id
+
     def _busy_gpus(self) -> dict[str, int]:
         busy: dict[str, int] = {}
         for job in self.store.jobs():
-            if job["worker"] in self.workers and job["state"] in ("assigned", "running", "submitted", "disputed"):
+            if job["worker"] in self.workers and job["state"] in ACTIVE_STATES:
                 busy[job["worker"]] = busy.get(job["worker"], 0) + int(job["gpu_count"])
+        by_id = {v: k for k, v in self._worker_ids.items()}
         for intent in self.outbox.pending():
             if intent.function == "assign":
                 job = self.store.job(int(intent.args[0]))
-                busy[intent.args[1]] = busy.get(intent.args[1], 0) + (int(job["gpu_count"]) if job else 0)
+                worker = by_id.get(int(intent.args[2]), str(intent.args[2]))
+                busy[worker] = busy.get(worker, 0) + (int(job["gpu_count"]) if job else 0)
         return busy
 
     def _allocate(self) -> tuple[list[int], float]:
@@ -199,10 +216,12 @@ class Coordinator:
             return [], 0.0
         now = int(self.suite.w3.eth.get_block("latest")["timestamp"])
         busy = self._busy_gpus()
+        # A job can be taken while a full run window still fits before its deadline; the worker then has exactly
+        # `run_time` seconds from the grant, so that is the time the estimated work must fit in.
         demands = [
             JobDemand(j["job_id"], int(j["gpu_count"]), int(j["gpu_mem_gib"]), int(j["escrow"]) * self.token_prices[j["token"].lower()] / WEI,
-                      float(j["deadline"] - now), self.estimator.work(self._recipe(j["recipe_uri"], j["recipe_hash"])))
-            for j in open_jobs if j["deadline"] > now and j["token"].lower() in self.token_prices
+                      float(j["run_time"]), self.estimator.work(self._recipe(j["recipe_uri"], j["recipe_hash"])))
+            for j in open_jobs if now <= int(j["deadline"]) - int(j["run_time"]) and j["token"].lower() in self.token_prices
         ]
         supplies = [
             WorkerSupply(w.address, w.gpus - busy.get(w.address, 0), w.mem_gib, w.price_per_gpu_hour_wei / WEI,
@@ -215,7 +234,8 @@ class Coordinator:
         self.last_solve_s = result.solve_s
         for job_id, worker in sorted(result.assignments.items()):
             # keyed by the event that opened the job: a reopened job, or one posted again after a reorg, is a new intent
-            self.outbox.add(f"assign:{job_id}:{worker}:{self._opened_by(job_id)}", "JobMarket", "assign", [job_id, worker])
+            self.outbox.add(f"assign:{job_id}:{worker}:{self._opened_by(job_id)}", "JobMarket", "assign",
+                            [job_id, self.store.terms(job_id), self.worker_id(worker)])
         return sorted(result.assignments), result.solve_s
 
     def _opened_by(self, job_id: int) -> str:
@@ -255,7 +275,7 @@ class Coordinator:
         if outcome.ok:
             att = Attestation.from_json(outcome.report["attestation"])
             signature = bytes.fromhex(outcome.report["signature"].removeprefix("0x"))
-            self.outbox.add(f"submit:{job_id}", "JobMarket", "submitResult", [job_id, list(att.as_tuple()), signature])
+            self.outbox.add(f"submit:{job_id}", "JobMarket", "submitResult", [job_id, self.store.terms(job_id), list(att.as_tuple()), signature])
             worker = self.workers.get(att.worker)
             job = self.store.job(job_id)
             if worker is not None and job is not None:
@@ -264,7 +284,37 @@ class Coordinator:
         else:
             reason = int(outcome.report.get("reason", 6))
             details = outcome.report.get("details_hash") or "0x" + "00" * 32
-            self.outbox.add(f"fail:{job_id}", "JobMarket", "reportFailure", [job_id, reason, bytes.fromhex(details.removeprefix("0x"))])
+            self.outbox.add(f"fail:{job_id}", "JobMarket", "reportFailure",
+                            [job_id, self.store.terms(job_id), reason, bytes.fromhex(details.removeprefix("0x"))])
+
+    # ---------------------------------------------------------------- settling what the client left
+    def _finalize_due(self) -> None:
+        """Settle our results (and failure reports) once their challenge window closed, and disputes the arbiter let
+        pass their deadline: without it, a silent client would hold our payment and collateral."""
+        waiting = [j for j in self.store.jobs() if j["worker"] in self.workers
+                   and j["state"] in ("submitted", "failure_claimed", "disputed", "failure_disputed")]
+        if not waiting:
+            return
+        now = int(self.suite.w3.eth.get_block("latest")["timestamp"])
+        for job in waiting:
+            job_id, state = int(job["job_id"]), str(job["state"])
+            key = f"finalize:{job_id}:{state}"
+            if self.store.db.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone() is not None:
+                continue
+            since = self._since.get((job_id, state))
+            if since is None:
+                view = get_job(self.suite, job_id)
+                if view.state.name.lower() != state:
+                    continue  # the follower is behind the chain: decide next step
+                since = self._since[(job_id, state)] = view.since
+            window = int(job["challenge_window"]) if state in ("submitted", "failure_claimed") else self._dispute_window()
+            if now > since + window:
+                self.outbox.add(key, "JobMarket", "finalize", [job_id, self.store.terms(job_id)])
+
+    def _dispute_window(self) -> int:
+        if self._dispute_window_s is None:
+            self._dispute_window_s = int(call(self.suite.market.functions.disputeWindow()))
+        return self._dispute_window_s
 
     # ---------------------------------------------------------------- payouts
     def _withdraw(self) -> None:
@@ -288,9 +338,11 @@ class Coordinator:
             return int(self.suite.market.functions.credits(intent.args[0], self.operator.address).call()) == 0
         job = get_job(self.suite, int(intent.args[0]))
         if intent.function == "assign":
-            return job.worker == intent.args[1] and job.state is not JobState.OPEN
+            return job.worker_id == int(intent.args[2]) and job.state is not JobState.OPEN
         if intent.function == "submitResult":
             return job.state in (JobState.SUBMITTED, JobState.DISPUTED, JobState.SETTLED, JobState.REFUNDED)
+        if intent.function == "finalize":
+            return job.state.terminal
         if intent.function == "reportFailure":
-            return job.state is JobState.FAILED
+            return job.state in (JobState.FAILURE_CLAIMED, JobState.FAILURE_DISPUTED, JobState.FAILED, JobState.REFUNDED)
         return False
