@@ -9,6 +9,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, PlainTextResponse
 
 from llmos_chain.market.coordinator import Coordinator
+from llmos_chain.store import ACTIVE_STATES
 
 
 def create_app(coordinator: Coordinator) -> FastAPI:
@@ -58,7 +59,7 @@ def create_app(coordinator: Coordinator) -> FastAPI:
     @app.get("/allocation")
     def allocation() -> list[dict[str, Any]]:
         return [{"job_id": j["job_id"], "worker": j["worker"], "state": j["state"]} for j in store.jobs()
-                if j["worker"] in coordinator.workers and j["state"] in ("assigned", "running", "submitted", "disputed")]
+                if j["worker"] in coordinator.workers and j["state"] in ACTIVE_STATES]
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
