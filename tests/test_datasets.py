@@ -33,10 +33,10 @@ def test_seal_register_grant_recover(world: World, tmp_path: Path, kind: KeyKind
     params = WorkerParams(worker.address, "L4", 1, 24, 1, worker_key.public_bytes(), kind)
     world.act(world.operator).register_worker(worker.address, params, STAKE)
     job = world.post(dataset_id=dataset_id)
-    with pytest.raises(ConfigError, match="no assigned worker"):
+    with pytest.raises(ConfigError, match="is open, not assigned"):
         plan_grant(world.suite, dataset_id, job)
     world.assign(job, worker=worker.address)
-    plan, _ = grant_access(owner, store, dataset_id, job, manifest.key_id, ttl_s=3600)
+    plan, _ = grant_access(owner, store, dataset_id, job, manifest.key_id)
     assert plan.worker == worker.address and plan.key_kind is kind
     assert world.job(job).state == JobState.RUNNING
 
@@ -46,9 +46,14 @@ def test_seal_register_grant_recover(world: World, tmp_path: Path, kind: KeyKind
     with pytest.raises(SealedDataError, match="cannot unwrap"):
         recover_data_key(world.suite, dataset_id, job, worker.address, EncryptionKey.generate(kind))
 
-    owner.revoke(dataset_id, job, worker.address)
-    with pytest.raises(SealedDataError, match="may not read"):
+    # the grant is for the run window only: once the job leaves Running the worker holds no grant
+    att = world.attestation(job, worker=worker.address, dataset_root=manifest.root_bytes())
+    world.act(world.operator).submit(job, att, world.sign(att, key=worker))
+    with pytest.raises(SealedDataError, match="holds no running grant"):
         recover_data_key(world.suite, dataset_id, job, worker.address, worker_key)
+    # and another worker never held one
+    with pytest.raises(SealedDataError, match="holds no running grant"):
+        recover_data_key(world.suite, dataset_id, job, world.worker, worker_key)
 
 
 def test_grant_for_a_job_on_another_dataset_is_refused(world: World, tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def test_custom_errors_decode_on_a_real_node(anvil_world: World) -> None:
     with reverts("WorkerNotOperator", worker=w.worker, caller=w.stranger.address):
         w.assign(job, operator=w.stranger)
     with reverts("JobNotFound", jobId=4242):  # mined with a fixed gas limit, then replayed for its reason
-        Sender(w.w3, w.client).transact(w.suite.market.functions.cancel(4242), gas=100_000)
+        Sender(w.w3, w.client).transact(w.suite.market.functions.cancel(4242, w.terms(job).as_tuple()), gas=100_000)
 
 
 def test_dispute_and_deadline_with_node_time(anvil_world: World) -> None:
@@ -76,14 +76,16 @@ def test_dispute_and_deadline_with_node_time(anvil_world: World) -> None:
     w.assign(disputed)
     w.grant(disputed)
     w.submit(disputed)
-    Sender(w.w3, w.client).transact(w.suite.market.functions.dispute(disputed, b"\x01" * 32))
-    Sender(w.w3, w.arbiter).transact(w.suite.market.functions.resolveDispute(disputed, False))
+    w.act(w.client).dispute(disputed, b"\x01" * 32)
+    w.act(w.arbiter).resolve_dispute(disputed, False)
     assert w.job(disputed).state == JobState.REFUNDED
-    late = w.post(deadline=w.now() + 300)
+    late = w.post(deadline=w.now() + 600, run_time=300)
     w.assign(late)
     w.grant(late)
+    with reverts("JobNotExpirable"):  # the run window is the node's clock, from the grant
+        w.act(w.stranger).reclaim(late)
     w.advance(301)
-    Sender(w.w3, w.stranger).transact(w.suite.market.functions.reclaim(late))
+    w.act(w.stranger).reclaim(late)
     assert w.job(late).state == JobState.EXPIRED
 
 

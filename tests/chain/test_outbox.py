@@ -16,9 +16,17 @@ from tests.helpers import World, deploy_world
 def _outbox(world: World, path: Path, **kw: object) -> Outbox:
     def assigned(intent: Intent) -> bool:
         job = get_job(world.suite, intent.args[0])
-        return job.worker == intent.args[1] and job.state is not JobState.OPEN
+        return job.worker_id == intent.args[2] and job.state is not JobState.OPEN
 
     return Outbox(world.w3, Store(path), world.operator, {"JobMarket": world.suite.market}, already_done=assigned, **kw)  # type: ignore[arg-type]
+
+
+def _assign_args(world: World, job: int) -> list[object]:
+    return [job, world.terms(job).as_list(), world.worker_id()]
+
+
+def _first_job(world: World) -> int:
+    return world.post()
 
 
 def _nonce(world: World) -> int:
@@ -29,8 +37,8 @@ def test_intent_to_receipt_and_idempotent_keys(world: World, tmp_path: Path) -> 
     outbox = _outbox(world, tmp_path / "s.db")
     job = world.post()
     before = _nonce(world)
-    outbox.add(f"assign:{job}", "JobMarket", "assign", [job, world.worker])
-    outbox.add(f"assign:{job}", "JobMarket", "assign", [job, world.worker])  # same key: nothing new
+    outbox.add(f"assign:{job}", "JobMarket", "assign", _assign_args(world, job))
+    outbox.add(f"assign:{job}", "JobMarket", "assign", _assign_args(world, job))  # same key: nothing new
     finished = outbox.drive(wait_s=5)
     assert [i.status for i in finished] == ["confirmed"] and outbox.depth() == 0
     assert world.job(job).state == JobState.ASSIGNED and _nonce(world) == before + 1
@@ -39,7 +47,7 @@ def test_intent_to_receipt_and_idempotent_keys(world: World, tmp_path: Path) -> 
 
 def test_a_reverting_intent_fails_with_the_named_error(world: World, tmp_path: Path) -> None:
     outbox = _outbox(world, tmp_path / "s.db")
-    outbox.add("assign:999", "JobMarket", "assign", [999, world.worker])
+    outbox.add("assign:999", "JobMarket", "assign", [999, world.terms(_first_job(world)).as_list(), world.worker_id()])
     (intent,) = outbox.drive(wait_s=1)
     assert intent.status == "failed" and "JobNotFound" in (intent.error or "")
 
@@ -48,7 +56,7 @@ def test_crash_after_signing_broadcasts_the_same_transaction(world: World, tmp_p
     path = tmp_path / "s.db"
     job = world.post()
     first = _outbox(world, path)
-    intent = first._sign(first.add(f"assign:{job}", "JobMarket", "assign", [job, world.worker]))  # killed right after this commit
+    intent = first._sign(first.add(f"assign:{job}", "JobMarket", "assign", _assign_args(world, job)))  # killed right after this commit
     assert intent.status == "signed"
     before = _nonce(world)
     resumed = _outbox(world, path)
@@ -60,7 +68,7 @@ def test_crash_after_broadcast_does_not_send_again(world: World, tmp_path: Path)
     path = tmp_path / "s.db"
     job = world.post()
     first = _outbox(world, path)
-    intent = first._sign(first.add(f"assign:{job}", "JobMarket", "assign", [job, world.worker]))
+    intent = first._sign(first.add(f"assign:{job}", "JobMarket", "assign", _assign_args(world, job)))
     before = _nonce(world)
     first._broadcast(intent)  # it went out, but the process died before recording "sent"
     resumed = _outbox(world, path)
@@ -71,7 +79,7 @@ def test_crash_after_broadcast_does_not_send_again(world: World, tmp_path: Path)
 def test_effect_already_on_chain_is_not_sent(world: World, tmp_path: Path) -> None:
     outbox = _outbox(world, tmp_path / "s.db")
     job = world.post()
-    outbox.add(f"assign:{job}", "JobMarket", "assign", [job, world.worker])
+    outbox.add(f"assign:{job}", "JobMarket", "assign", _assign_args(world, job))
     world.assign(job)  # e.g. sent by a previous run whose bookkeeping was lost
     before = _nonce(world)
     (done,) = outbox.drive(wait_s=1)
@@ -90,7 +98,7 @@ def test_a_stuck_transaction_is_replaced_with_a_higher_fee(tmp_path: Path) -> No
         job = world.post()
         world.w3.provider.make_request("evm_setAutomine", [False])
         outbox = _outbox(world, tmp_path / "s.db", stuck_after_s=0.0)
-        outbox.add(f"assign:{job}", "JobMarket", "assign", [job, world.worker])
+        outbox.add(f"assign:{job}", "JobMarket", "assign", _assign_args(world, job))
         outbox.drive(wait_s=0.3)  # signed, sent, not mined, then replaced
         intent = outbox.get(f"assign:{job}")
         assert len(intent.hashes) >= 2 and intent.status == "sent"
@@ -109,9 +117,9 @@ def test_senders_sharing_one_store_each_drive_only_their_own(world: World, tmp_p
     job = world.post()
     operator = Outbox(world.w3, store, world.operator, {"JobMarket": world.suite.market})
     client = Outbox(world.w3, store, world.client, {"JobMarket": world.suite.market})
-    operator.add(f"assign:{job}", "JobMarket", "assign", [job, world.worker])
+    operator.add(f"assign:{job}", "JobMarket", "assign", _assign_args(world, job))
     other = world.post()
-    client.add(f"cancel:{other}", "JobMarket", "cancel", [other])
+    client.add(f"cancel:{other}", "JobMarket", "cancel", [other, world.terms(other).as_list()])
     assert [i.key for i in operator.pending()] == [f"assign:{job}"] and [i.key for i in client.pending()] == [f"cancel:{other}"]
     assert [i.status for i in client.drive(wait_s=5)] == ["confirmed"]  # signed by the client, as cancel requires
     assert [i.status for i in operator.drive(wait_s=5)] == ["confirmed"]

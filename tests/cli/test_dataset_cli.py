@@ -100,9 +100,15 @@ def test_register_and_grant_through_the_cli_on_anvil(tmp_path: Path) -> None:
         world.assign(job, operator=operator, worker=worker.address)
 
         wrong = llmos(tmp_path, "dataset", "grant", str(dataset_id), "--job", str(job), "--key-id", info["key_id"], *chain, "--dev-account", "6", check=False)
-        assert wrong.returncode == 1 and "DatasetNotOwner" in wrong.stderr
+        assert wrong.returncode == 1 and "JobNotDatasetOwner" in wrong.stderr and "Traceback" not in wrong.stderr
         granted = json.loads(llmos(tmp_path, "dataset", "grant", str(dataset_id), "--job", str(job), "--key-id", info["key_id"], *chain, "--dev-account", "2", "--json").stdout)
         assert granted["worker"] == worker.address
         assert world.job(job).state == JobState.RUNNING
-        llmos(tmp_path, "dataset", "revoke", str(dataset_id), "--job", str(job), *chain, "--dev-account", "2")
-        assert not suite.datasets.functions.canRead(dataset_id, job, worker.address).call()
+        assert suite.market.functions.canRead(job, worker.address).call()
+        # a granted job cannot be dropped (the key is out); an assigned one can, by the owner
+        late = llmos(tmp_path, "dataset", "drop", str(dataset_id), "--job", str(job), *chain, "--dev-account", "2", check=False)
+        assert late.returncode == 1 and "JobInvalidState" in late.stderr
+        other = world.post(client=client)
+        world.assign(other, operator=operator, worker=worker.address)
+        dropped = json.loads(llmos(tmp_path, "dataset", "drop", str(dataset_id), "--job", str(other), *chain, "--dev-account", "2", "--json").stdout)
+        assert dropped["worker"] == worker.address and world.job(other).state == JobState.OPEN

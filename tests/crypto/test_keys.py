@@ -41,7 +41,7 @@ def test_wrap_unwrap_and_context_binding(kind: KeyKind) -> None:
         replace(CTX, job_id=8),
         replace(CTX, worker="0x" + "bc" * 20),
     ):
-        with pytest.raises(SealedDataError, match="another chain, registry, dataset, job or worker"):
+        with pytest.raises(SealedDataError, match="another chain, market, dataset, job or worker"):
             unwrap_key(wrapped, key, other)
     with pytest.raises(SealedDataError, match="wrong private key"):
         unwrap_key(wrapped, EncryptionKey.generate(kind), CTX)
