@@ -31,7 +31,7 @@ from llmos_chain.chain.market import JobState, dispute_bond, get_job
 from llmos_chain.chain.outbox import Intent, Outbox
 from llmos_chain.crypto.keys import Keystore
 from llmos_chain.datasets import plan_grant, wrap_for_worker
-from llmos_chain.errors import ConfigError, LlmosError
+from llmos_chain.errors import ConfigError, LlmosError, SealedDataError
 from llmos_chain.store import Store
 
 log = logging.getLogger("llmos.agent")
@@ -182,7 +182,12 @@ class Agent:
             except ConfigError as exc:  # the chain moved on (dropped, reassigned) since the follower saw it
                 log.info("job %s: not granting now: %s", job_id, exc)
                 continue
-            wrapped = wrap_for_worker(self.suite, plan, keystore.load_data_key(policy.datasets[dataset_id]))
+            try:
+                wrapped = wrap_for_worker(self.suite, plan, keystore.load_data_key(policy.datasets[dataset_id]))
+            except SealedDataError as exc:  # e.g. a worker registered with a low-order key: refuse it, go on
+                self._decide(job_id, kind, "refused", f"worker {plan.worker}'s registered key is unusable: {exc}")
+                report.refused.append(job_id)
+                continue
             # the key names the worker the key is wrapped to: if the job is reassigned before it is sent, it is not sent
             box.add(f"grant:{job_id}:{attempt}:{plan.worker}", "JobMarket", "grantAccess", [job_id, self.store.terms(job_id), wrapped])
             self._decide(job_id, kind, "granted", f"to worker {plan.worker}")

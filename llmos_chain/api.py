@@ -32,7 +32,8 @@ def create_app(coordinator: Coordinator) -> FastAPI:
 
     @app.get("/jobs/{job_id}")
     def job(job_id: int) -> dict[str, Any]:
-        row = store.job(job_id)
+        # SQLite integers are 64-bit signed: an id outside them cannot be a job this coordinator has seen
+        row = store.job(job_id) if 0 <= job_id < 2**63 else None
         if row is None:
             raise HTTPException(status_code=404, detail=f"job {job_id} not seen")
         history = [{"event": e.name, "block": e.block, "tx": e.tx_hash, "args": e.args} for e in store.events(job_id)]
@@ -44,7 +45,7 @@ def create_app(coordinator: Coordinator) -> FastAPI:
         """One file of the job's result bundle (the output is sealed to the client; the rest is public)."""
         from llmos_chain.results import BUNDLE_FILES
 
-        path = coordinator.results_dir / str(job_id) / name if coordinator.results_dir else None
+        path = coordinator.results_dir / str(job_id) / name if coordinator.results_dir and job_id >= 0 else None
         if name not in BUNDLE_FILES or path is None or not path.is_file():
             raise HTTPException(status_code=404, detail=f"no {name} for job {job_id}")
         return FileResponse(path)

@@ -90,17 +90,29 @@ class EncryptionKey:
         return ml_pub + x_pub
 
 
+def _usable_x25519(raw: bytes) -> x25519.X25519PublicKey:
+    """An X25519 public key that a key exchange can actually use: low-order points (e.g. 32 zero bytes) give an
+    all-zero shared secret, which `cryptography` refuses at wrap time; they are refused here, where the key enters."""
+    public = x25519.X25519PublicKey.from_public_bytes(raw)
+    try:
+        x25519.X25519PrivateKey.generate().exchange(public)
+    except ValueError:
+        raise ValueError("a low-order point (no key exchange is possible with it)") from None
+    return public
+
+
 def public_key_from_bytes(kind: KeyKind, raw: bytes) -> Any:
+    """Parse and validate a registered public key; raises SealedDataError for anything no grant could be wrapped to."""
     try:
         if kind is KeyKind.X25519:
             if len(raw) != X25519_PUBLIC_LEN:
                 raise ValueError(f"{len(raw)} bytes")
-            return x25519.X25519PublicKey.from_public_bytes(raw)
+            return _usable_x25519(raw)
         if len(raw) != HYBRID_PUBLIC_LEN:
             raise ValueError(f"{len(raw)} bytes")
         return hpke.MLKEM768X25519PublicKey(
             mlkem.MLKEM768PublicKey.from_public_bytes(raw[:MLKEM768_PUBLIC_LEN]),
-            x25519.X25519PublicKey.from_public_bytes(raw[MLKEM768_PUBLIC_LEN:]),
+            _usable_x25519(raw[MLKEM768_PUBLIC_LEN:]),
         )
     except ValueError as exc:
         raise SealedDataError(f"not a valid {kind.value} public key: {exc}") from None
@@ -179,8 +191,15 @@ class Keystore:
         self.root = Path(root).expanduser()
 
     def _ensure(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.root, 0o700)
+        """Create the keystore directory 0700 if it is missing; an existing directory is the user's and keeps its mode
+        (the key files themselves are 0600 either way)."""
+        try:
+            self.root.mkdir(parents=True, mode=0o700)
+        except FileExistsError:
+            if not self.root.is_dir():
+                raise ConfigError(f"keystore {self.root} exists and is not a directory") from None
+            return
+        os.chmod(self.root, 0o700)  # mkdir's mode is filtered by the umask
 
     def _write(self, path: Path, payload: dict[str, Any]) -> None:
         self._ensure()
@@ -205,7 +224,7 @@ class Keystore:
 
     # encryption keys
     def enc_path(self, name: str) -> Path:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):  # fullmatch: `$` alone would accept a trailing newline
             raise ConfigError(f"invalid key name {name!r}: use letters, digits, '.', '_' and '-'")
         return self.root / f"enc-{name}.json"
 

@@ -39,7 +39,9 @@ SALT_LEN = 32
 PREFIX_LEN = 7
 KEY_ID_LEN = 16
 DEFAULT_CHUNK_SIZE = 512 << 10  # fits L2 twice over: each chunk is encrypted and hashed in cache
-MAX_CHUNK_SIZE = 1 << 30
+#: The largest chunk a header may declare. Chunks bound the memory an opener allocates (two batches of at least
+#: two chunks each), so a header cannot make an opener allocate more than a few times this.
+MAX_CHUNK_SIZE = 1 << 24
 MAX_CHUNKS = 1 << 32
 _HEADER = struct.Struct(f">8sBBI{SALT_LEN}s{PREFIX_LEN}s{KEY_ID_LEN}s")
 HEADER_LEN = _HEADER.size  # 69
@@ -140,9 +142,11 @@ class _Cipher:
         self.aead.encrypt_into(self.nonce(index, last), plaintext, self.aad, out)
 
     def decrypt_into(self, index: int, last: bool, ciphertext: memoryview, out: memoryview) -> None:
+        """Decrypt one chunk into `out`; on a failed tag `out` is zeroed, so no caller ever holds unauthenticated bytes."""
         try:
             self.aead.decrypt_into(self.nonce(index, last), ciphertext, self.aad, out)
         except InvalidTag:
+            out[: len(ciphertext) - TAG_LEN] = bytes(len(ciphertext) - TAG_LEN)
             raise SealedDataError(_why(index, last)) from None
 
 
@@ -469,9 +473,11 @@ class SealedFile:
                 progress(layout.plaintext_size)
             yield into[: layout.plaintext_size], leaves
             return
-        per_batch = _batch_chunks(size)
-        raw = [bytearray(per_batch * stride), bytearray(per_batch * stride)]
-        scratch = bytearray(per_batch * size) if into is None else None
+        # Never more chunks per batch than the file has: a header's chunk size alone cannot size the buffers.
+        per_batch = min(_batch_chunks(size), layout.chunks)
+        body = layout.sealed_size - HEADER_LEN
+        raw = [bytearray(min(per_batch * stride, body)), bytearray(min(per_batch * stride, body) if layout.chunks > per_batch else 0)]
+        scratch = bytearray(min(per_batch * size, layout.plaintext_size)) if into is None else None
         self._f.seek(HEADER_LEN)
 
         def span(first: int) -> int:
@@ -542,15 +548,22 @@ def open_file(
 ) -> OpenResult:
     """Open `src` into `dst` (mode 0600); on any failure no output file is left behind."""
     tmp = dst.with_name(dst.name + ".partial")
+    created = False
     try:
         with SealedFile.open(src) as sealed:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # A fresh file only: never through a planted symlink, never inheriting another file's mode.
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except FileExistsError:
+                raise SealedDataError(f"{tmp} exists (another open in progress, or left over): remove it and retry") from None
+            created = True
             with os.fdopen(fd, "wb") as fout:
                 result = open_stream(sealed, fout, data_key, expected_root, progress)
         tmp.replace(dst)
         return result
     finally:
-        tmp.unlink(missing_ok=True)
+        if created:
+            tmp.unlink(missing_ok=True)
 
 
 def open_to_memory(

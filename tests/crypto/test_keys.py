@@ -106,3 +106,33 @@ def test_keystore_errors(tmp_path: Path) -> None:
     data_path.write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match="does not hold that key"):
         store.load_data_key(kid)
+
+
+@pytest.mark.parametrize("kind", list(KeyKind))
+def test_low_order_x25519_keys_are_refused_where_they_enter(kind: KeyKind) -> None:
+    """32 zero bytes (a low-order point) would make every wrap raise deep inside HPKE: refuse it by name up front."""
+    good = EncryptionKey.generate(kind).public_bytes()
+    bad = good[:-32] + bytes(32)
+    public_key_from_bytes(kind, good)
+    with pytest.raises(SealedDataError, match="low-order point"):
+        public_key_from_bytes(kind, bad)
+    with pytest.raises(SealedDataError, match="low-order point"):
+        wrap_key(os.urandom(32), kind, bad, CTX)
+
+
+def test_keystore_leaves_an_existing_directory_mode_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    Keystore(shared).save_encryption_key("k", EncryptionKey.generate())
+    assert shared.stat().st_mode & 0o777 == 0o755  # not ours to chmod
+    assert (shared / "enc-k.json").stat().st_mode & 0o777 == 0o600  # the key file is private regardless
+    fresh = tmp_path / "fresh" / "ks"
+    Keystore(fresh).save_encryption_key("k", EncryptionKey.generate())
+    assert fresh.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("name", ["worker\n", "worker\r", "a b", "../x", "", ".hidden", "x" * 65])
+def test_keystore_refuses_bad_key_names(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match="invalid key name"):
+        Keystore(tmp_path).save_encryption_key(name, EncryptionKey.generate())

@@ -267,3 +267,58 @@ def test_property_any_corruption_fails_closed(data: bytes, chunk: int, corruptio
         return
     with pytest.raises(SealedDataError):
         open_to_memory(bytes(tampered), KEY)
+
+
+def _with_chunk_size(sealed: bytes, chunk_size: int) -> bytes:
+    """The same bytes with the header's chunk-size field (offset 10, big-endian u32) replaced."""
+    return sealed[:10] + chunk_size.to_bytes(4, "big") + sealed[14:]
+
+
+def test_a_header_cannot_make_the_opener_allocate_gigabytes(tmp_path: Path) -> None:
+    import tracemalloc
+
+    key = stream.new_data_key()
+    sealed, _ = seal_bytes(b"x" * 100, key, chunk_size=4096)
+    huge = _with_chunk_size(sealed, 1 << 30)
+    with pytest.raises(SealedDataError, match="invalid chunk size"):
+        SealedFile.from_bytes(huge)
+    # the largest chunk size the format allows, declared by a 185-byte file: the opener sizes its buffers by the file
+    path = tmp_path / "tiny.sealed"
+    path.write_bytes(_with_chunk_size(sealed, stream.MAX_CHUNK_SIZE))
+    tracemalloc.start()
+    try:
+        with pytest.raises(SealedDataError):
+            stream.open_file(path, tmp_path / "out", key)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"opening a {path.stat().st_size}-byte file allocated {peak:,} bytes"
+
+
+def test_open_file_never_follows_a_planted_partial_symlink(tmp_path: Path) -> None:
+    key = stream.new_data_key()
+    src = tmp_path / "d.sealed"
+    src.write_bytes(seal_bytes(b"secret plaintext" * 100, key, chunk_size=64)[0])
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    os.chmod(victim, 0o644)
+    out = tmp_path / "plain"
+    (tmp_path / "plain.partial").symlink_to(victim)
+    with pytest.raises(SealedDataError, match="exists"):
+        stream.open_file(src, out, key)
+    assert victim.read_bytes() == b"keep me" and (tmp_path / "plain.partial").is_symlink()  # untouched, not removed
+    (tmp_path / "plain.partial").unlink()
+    stream.open_file(src, out, key)
+    assert out.read_bytes() == b"secret plaintext" * 100 and out.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_failed_tag_leaves_no_unauthenticated_bytes_in_the_callers_buffer() -> None:
+    key = stream.new_data_key()
+    sealed = bytearray(seal_bytes(os.urandom(256), key, chunk_size=256)[0])
+    sealed[HEADER_LEN + 5] ^= 1
+    f = SealedFile.from_bytes(bytes(sealed))
+    cipher = stream._Cipher(key, f.header)
+    out = bytearray(b"\xaa" * 256)
+    with pytest.raises(SealedDataError):
+        cipher.decrypt_into(0, True, memoryview(bytes(sealed[HEADER_LEN:])), memoryview(out))
+    assert out == bytearray(256)
