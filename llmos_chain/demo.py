@@ -152,7 +152,7 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
         home = root / p.name
         Keystore(home / "keystore").save_encryption_key("worker", p.key)
         command = WorkerCommand(worker_rpc, deployment_file, home / "keystore", "worker", root / "results", home / "work",
-                                {"LLMOS_PRIVATE_KEY": "0x" + bytes(p.signer.key).hex()})
+                                {"LLMOS_PRIVATE_KEY": "0x" + bytes(p.signer.key).hex()}, file_roots=(root.resolve(),))
         worker = WorkerConfig(p.signer.address, p.gpus, p.mem, p.price, worker_class=p.name, gpu_slots=tuple(range(p.gpus)),
                               command=command)
         coordinators.append(Coordinator(suite, Store(home / "coordinator.db"), p.operator, [worker],

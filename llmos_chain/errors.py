@@ -71,6 +71,16 @@ class WorkerError(LlmosError):
 
     reason: int = 6
     data_fault: bool = False
+    #: True when the failure is the infrastructure's (a node error, a source that timed out): the coordinator runs
+    #: the job again later and never reports it on chain.
+    transient: bool = False
+
+
+class TransientError(WorkerError):
+    """The run could not proceed for a reason outside the job (node trouble, a timed-out fetch): retry, never report."""
+
+    reason = 0
+    transient = True
 
 
 class RecipeError(WorkerError):

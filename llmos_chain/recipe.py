@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import urllib.parse
-import urllib.request
 from enum import Enum
 from pathlib import Path
 from typing import Literal
@@ -18,6 +17,7 @@ import blake3
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmos_chain.errors import IntegrityError, RecipeError
+from llmos_chain.net import FetchError, FetchPolicy, read_bytes
 
 
 class Task(str, Enum):
@@ -114,19 +114,23 @@ class Recipe(_Strict):
             raise RecipeError(f"recipe file not found: {path}") from None
 
 
-def fetch_recipe(uri: str, expected_hash: bytes, timeout: float = 30.0) -> Recipe:
-    """The recipe a job names (file://, a path, http(s)://); its canonical hash must be the job's recipe hash."""
-    parsed = urllib.parse.urlparse(uri)
+#: A recipe is a small JSON document; anything larger is refused unread.
+MAX_RECIPE_BYTES = 256 << 10
+
+
+def fetch_recipe(uri: str, expected_hash: bytes, timeout: float = 30.0, policy: FetchPolicy | None = None) -> Recipe:
+    """The recipe a job names (file://, a path, http(s)://); its canonical hash must be the job's recipe hash.
+
+    At most `MAX_RECIPE_BYTES`, within `policy` (a daemon's: only its configured local roots, same-origin redirects).
+    A failure worth retrying (a timeout, a refused connection) raises `FetchError` with `transient` set; anything
+    that is the job's fault raises `RecipeError` or `IntegrityError`."""
+    policy = policy or FetchPolicy(timeout_s=timeout)
     try:
-        if parsed.scheme in ("", "file"):
-            raw = Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else uri).read_bytes()
-        elif parsed.scheme in ("http", "https"):
-            with urllib.request.urlopen(uri, timeout=timeout) as response:  # noqa: S310 (scheme checked)
-                raw = response.read(1 << 20)
-        else:
-            raise RecipeError(f"unsupported recipe URI scheme {parsed.scheme!r}")
-    except OSError as exc:
-        raise RecipeError(f"cannot fetch the recipe from {uri}: {exc}") from None
+        raw = read_bytes(uri, MAX_RECIPE_BYTES, policy)
+    except FetchError as exc:
+        if exc.transient:
+            raise
+        raise RecipeError(f"cannot fetch the recipe: {exc}") from None
     recipe = Recipe.parse(raw)
     if recipe.hash() != expected_hash:
         raise IntegrityError(f"recipe hash mismatch: {uri} hashes to 0x{recipe.hash().hex()}, the job names 0x{expected_hash.hex()}")

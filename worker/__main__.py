@@ -46,8 +46,12 @@ def _run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"event": step, **info}, default=str), file=sys.stderr, flush=True)
 
+    from llmos_chain.net import FetchPolicy
+
+    # The job's URIs are a stranger's: local files only under the roots the provider configured (none by default).
+    policy = FetchPolicy() if args.any_local_file else FetchPolicy.for_daemon(args.file_root or [])
     try:
-        result = run_job(suite, args.job, signer, enc_key, Path(args.results), Path(args.work_dir), report)
+        result = run_job(suite, args.job, signer, enc_key, Path(args.results), Path(args.work_dir), report, policy)
     except WorkerError as exc:
         failure = failure_report(exc)
         print(json.dumps({"ok": False, "job_id": args.job, **failure}))
@@ -87,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--results", default="results", help="result store directory")
     run.add_argument("--work-dir", default="work", help="scratch directory (never holds plaintext)")
     run.add_argument("--json", action="store_true", help="progress events as JSON lines on stderr")
+    run.add_argument("--file-root", action="append", help="a directory whose files the job's file:// URIs may name (repeatable); "
+                     "without one, file:// URIs are refused")
+    run.add_argument("--any-local-file", action="store_true", help="let file:// URIs name any local file (a trusted, local setup)")
     bench = sub.add_parser("bench", help="Runner vs bare PyTorch training throughput (JSON on stdout).")
     bench.add_argument("--steps", type=int, default=60)
     bench.add_argument("--model", default="minilm-l6", help="minilm-l6 (default), tiny-bert")

@@ -21,6 +21,7 @@ from typing import Any
 
 import blake3
 from eth_account.signers.local import LocalAccount
+from web3.exceptions import Web3Exception
 
 from llmos_chain.attestation import Attestation, sign
 from llmos_chain.chain.contracts import call
@@ -30,9 +31,10 @@ from llmos_chain.crypto import stream
 from llmos_chain.crypto.fetch import fetch
 from llmos_chain.crypto.keys import EncryptionKey, KeyKind, OutputContext, public_key_from_bytes, wrap_key
 from llmos_chain.datasets import recover_data_key
-from llmos_chain.errors import IntegrityError, LlmosError, SealedDataError, WorkerError
+from llmos_chain.errors import ChainError, IntegrityError, LlmosError, SealedDataError, TransientError, WorkerError
 from worker import data as data_mod
 from worker import models, train
+from llmos_chain.net import FetchError, FetchPolicy
 from llmos_chain.recipe import fetch_recipe
 
 log = logging.getLogger("llmos.worker")
@@ -88,6 +90,7 @@ def run_job(
     results_dir: Path,
     work_dir: Path,
     report: Report | None = None,
+    policy: FetchPolicy | None = None,
 ) -> RunResult:
     """Run one assigned, granted job and return its signed attestation; raises a WorkerError on failure."""
 
@@ -111,14 +114,18 @@ def run_job(
         if job.state is not JobState.RUNNING:
             raise WorkerError(f"job {job_id} is {job.state.name.lower()}, not running (has the owner granted access?)")
         step("recipe", uri=job.recipe_uri)
-        recipe = fetch_recipe(job.recipe_uri, job.recipe_hash)
+        policy = policy or FetchPolicy()
+        try:
+            recipe = fetch_recipe(job.recipe_uri, job.recipe_hash, policy=policy)
+        except FetchError as exc:  # transient: not the job's fault, so never a failure report
+            raise TransientError(f"the recipe could not be fetched now: {exc}") from None
 
         record = call(suite.datasets.functions.getDataset(job.dataset_id))
-        content_root, cipher_hash, uri = bytes(record[2]), bytes(record[3]), str(record[4])
+        size, content_root, cipher_hash, uri = int(record[1]), bytes(record[2]), bytes(record[3]), str(record[4])
         step("fetch", uri=uri)
         t = time.perf_counter()
         try:
-            sealed_path = fetch(uri, work_dir / "fetch", cipher_hash)
+            sealed_path = fetch(uri, work_dir / "fetch", cipher_hash, policy=policy, timeout=policy.timeout_s, plaintext_size=size)
         except SealedDataError as exc:
             raise IntegrityError(str(exc)) from None
         step("unwrap")
@@ -180,6 +187,8 @@ def run_job(
         return RunResult(job_id, att, signature, bundle, metrics, timings)
     except WorkerError:
         raise
+    except (ChainError, OSError, Web3Exception) as exc:  # the node or the host, not the job: run again later
+        raise TransientError(f"{type(exc).__name__}: {exc}") from None
     except LlmosError as exc:
         raise WorkerError(str(exc)) from None
     finally:
@@ -200,7 +209,11 @@ def _write_bundle(directory: Path, sealed_output: bytes, wrapped: bytes, metrics
 
 
 def failure_report(error: WorkerError) -> dict[str, Any]:
-    """What the coordinator posts with `reportFailure`: the reason code and the hash of the message."""
+    """What the coordinator posts with `reportFailure`: the reason code and the hash of a public detail.
+
+    The message stays local (it names local paths, hashes of local files and values from the data); what goes on
+    chain hashes only the reason code and the error's class, which anyone can reproduce and which leak nothing."""
     message = str(error)
-    return {"reason": error.reason, "data_fault": error.data_fault, "error": type(error).__name__, "message": message,
-            "details_hash": "0x" + blake3.blake3(message.encode()).hexdigest()}
+    public = f"llmos-failure/1:{error.reason}:{type(error).__name__}"
+    return {"reason": error.reason, "data_fault": error.data_fault, "transient": error.transient, "error": type(error).__name__,
+            "message": message, "public_detail": public, "details_hash": "0x" + blake3.blake3(public.encode()).hexdigest()}

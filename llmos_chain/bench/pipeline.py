@@ -21,7 +21,8 @@ from llmos_chain.chain.connect import connect
 from llmos_chain.chain.contracts import Sender
 from llmos_chain.chain.deploy import DeployParams, Suite, deploy_suite
 from llmos_chain.chain.devchain import Anvil
-from llmos_chain.crypto.keys import KeyKind
+from llmos_chain.crypto.keys import EncryptionKey, KeyKind
+from llmos_chain.recipe import Recipe
 from llmos_chain.chain.market import JobRequest, MarketClient, WorkerParams
 from llmos_chain.market.coordinator import Coordinator, WorkerConfig
 from llmos_chain.market.executor import Executor, WorkerCommand
@@ -53,11 +54,16 @@ def _one(jobs: int, max_batch: int | None, tmp: Path, time_limit_s: float) -> di
         posted: dict[int, float] = {}
         deadline = int(w3.eth.get_block("latest")["timestamp"]) + 86_400
         client_m = MarketClient(suite, Sender(w3, client))
-        key_id, _ = client_m.register_client_key(KeyKind.X25519, b"\x05" * 32)
+        key_id, _ = client_m.register_client_key(KeyKind.X25519, EncryptionKey.generate().public_bytes())
+        # a real recipe file: a coordinator takes only jobs whose recipe it can read and verify
+        recipe = Recipe.model_validate({"task": "sequence-classification", "method": "lora",
+                                        "base_model": {"kind": "config", "name": "tiny-bert"}, "hyper": {"steps": 1}})
+        recipe_path = tmp / "recipe.json"
+        recipe_path.write_bytes(recipe.canonical_bytes())
 
         def post_all() -> None:
             for _ in range(jobs):
-                request = JobRequest(dataset_id, b"\x03" * 32, b"\x04" * 32, "bench:noop", 1, 16, deadline, 3600, 10**16, key_id)
+                request = JobRequest(dataset_id, b"\x03" * 32, recipe.hash(), recipe_path.as_uri(), 1, 16, deadline, 3600, 10**16, key_id)
                 job_id, _ = client_m.post_job(request)
                 posted[job_id] = time.monotonic()
 

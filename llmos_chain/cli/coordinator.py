@@ -43,7 +43,8 @@ def _build(rpc: str | None, deployment: Path | None, config_path: Path, dev_acco
         if Account.from_key(key).address.lower() != entry.address.lower():
             raise ConfigError(f"worker {entry.address}: its signing key belongs to another address")
         command = WorkerCommand(settings.rpc_url, settings.deployment.resolve(), Path(keystore).expanduser(), entry.enc_key,
-                                config.results.resolve(), config.work_dir.resolve(), {"LLMOS_PRIVATE_KEY": "0x" + key.removeprefix("0x")})
+                                config.results.resolve(), config.work_dir.resolve(), {"LLMOS_PRIVATE_KEY": "0x" + key.removeprefix("0x")},
+                                file_roots=tuple(Path(r).expanduser().resolve() for r in config.file_roots))
         workers.append(WorkerConfig(entry.address, entry.gpus, entry.mem_gib, entry.price_per_gpu_hour_wei, entry.speed,
                                     entry.worker_class, tuple(entry.gpu_slots), command))
     executor = Executor(workers[0].command, config.logs.resolve(), config.job_time_limit_s)

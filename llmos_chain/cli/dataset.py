@@ -73,7 +73,10 @@ def open_cmd(
     keystore_dir: Path = KEYSTORE,
     json_out: bool = JSON,
 ) -> None:
-    """Decrypt a sealed file as its owner. Any tampering stops it with the cause; no partial output is left."""
+    """Decrypt a sealed file as its owner. Any tampering stops it with the cause; no partial output is left.
+
+    With `--out -` the file is verified completely first (every chunk and the content root) and only then
+    decrypted to stdout, so a tampered file writes nothing; this reads the file twice."""
     data_key = keystore(keystore_dir).load_data_key(key_id)
     expected_hash = _hex32(cipher_hash, "--cipher-hash")
     root = _hex32(expect_root, "--expect-root")
@@ -91,7 +94,10 @@ def open_cmd(
         else:
             path = local
         if out == "-":
+            # Verify first, then stream: the whole file is authenticated (and its root checked) with nothing
+            # written, then decrypted again chunk by chunk to stdout. Nothing unauthenticated ever reaches stdout.
             with stream.SealedFile.open(path) as sealed:
+                stream.open_stream(sealed, _Discard(), data_key, root)
                 result = stream.open_stream(sealed, sys.stdout.buffer, data_key, root)
             sys.stdout.buffer.flush()
         else:
@@ -105,6 +111,13 @@ def open_cmd(
     elif out != "-":
         console.print(f"opened {result.plaintext_size:,} bytes into {out} (content root {summary['content_root']}"
                       f"{', verified' if root is not None else ''})")
+
+
+class _Discard:
+    """A sink for the verifying pass of `open --out -`."""
+
+    def write(self, data: object) -> int:
+        return len(data)  # type: ignore[arg-type]
 
 
 @app.command("register")

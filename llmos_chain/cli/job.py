@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -161,7 +163,8 @@ def fetch_cmd(
     deployment: Path = DEPLOYMENT,
     json_out: bool = JSON,
 ) -> None:
-    """Download the job's result, check it against the hash on chain, unwrap its key and decrypt the model."""
+    """Download the job's result, check it against the hashes on chain, unwrap its key, decrypt the model and check it
+    is the attested one (the weights hash in the attested metrics); written 0600."""
     from llmos_chain.crypto import stream
     from llmos_chain.crypto.keys import OutputContext, unwrap_key
     from llmos_chain.results import fetch_bundle
@@ -179,13 +182,35 @@ def fetch_cmd(
         expected = bytes(submitted[-1]["args"]["outputHash"])
         if blake3.blake3(sealed).digest() != expected:
             raise SealedDataError(f"the sealed output from {source} does not match the output hash on chain (0x{expected.hex()})")
+        # The decrypted model must be the one the worker attested: metrics.json is bound by the attested metrics
+        # hash, and it names the weights' hash.
+        metrics_raw = (bundle / "metrics.json").read_bytes() if (bundle / "metrics.json").is_file() else b""
+        if blake3.blake3(metrics_raw).digest() != bytes(submitted[-1]["args"]["metricsHash"]):
+            raise SealedDataError(f"metrics.json from {source} does not match the metrics hash on chain")
+        try:
+            weights_hash = str(json.loads(metrics_raw)["weights_hash"])
+        except (ValueError, KeyError, TypeError):
+            raise SealedDataError("the attested metrics.json names no weights_hash") from None
         context = OutputContext(conn.chain_id, suite.market.address, job, view.client)
         data_key = unwrap_key((bundle / "output.key").read_bytes(), key, context)
         model = stream.open_to_memory(sealed, data_key)
+        if "0x" + blake3.blake3(bytes(model)).hexdigest() != weights_hash.lower():
+            model[:] = bytes(len(model))
+            raise SealedDataError(f"the decrypted model does not hash to the attested weights hash {weights_hash}")
+        if not target.parent.is_dir():
+            raise ConfigError(f"--out: directory {target.parent} does not exist")
         partial = target.with_name(target.name + ".partial")
-        partial.write_bytes(bytes(model))
-        partial.replace(target)
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            raise ConfigError(f"{partial} exists (another fetch in progress, or left over): remove it and retry") from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(bytes(model))
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
     if json_out:
-        emit_json({"job": job, "out": str(target), "bytes": len(model), "output_hash": "0x" + expected.hex()})
+        emit_json({"job": job, "out": str(target), "bytes": len(model), "output_hash": "0x" + expected.hex(), "weights_hash": weights_hash})
         return
-    console.print(f"job {job}: verified and decrypted the output model → {target} ({len(model):,} bytes)")
+    console.print(f"job {job}: verified and decrypted the output model → {target} ({len(model):,} bytes, weights hash {weights_hash})")

@@ -42,6 +42,9 @@ class CoordinatorConfig(BaseModel):
     withdraw: bool = True  # pull the operator's credits after each settled job
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8700, ge=1, le=65535)
+    #: Directories whose files a job's file:// URIs may name (recipes, datasets). Jobs are posted by strangers: by
+    #: default no local file may be read for them; list the directories you serve job inputs from.
+    file_roots: list[Path] = []
 
     @classmethod
     def load(cls, path: Path) -> CoordinatorConfig:

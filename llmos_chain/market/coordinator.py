@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS estimates (worker_class TEXT PRIMARY KEY, ratio REAL NOT NULL, runs INTEGER NOT NULL);
 """
 WEI = 10**18
+#: Seconds before a run stopped by an infrastructure fault is started again.
+RETRY_AFTER_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class Coordinator:
         token_prices: dict[str, float] | None = None,
         withdraw: bool = True,
         max_batch: int | None = None,
+        fetch_policy: Any = None,
     ) -> None:
         self.suite = suite
         self.store = store
@@ -136,9 +139,15 @@ class Coordinator:
         self.withdraw = withdraw
         self.max_batch = max_batch  # jobs allocated per cycle (None: all open jobs as one batch)
         self.estimator = RuntimeEstimator(store)
+        from llmos_chain.net import FetchPolicy
+
+        # What this daemon may fetch for the jobs it estimates (recipes): by default what its worker processes may
+        # read, i.e. local files only under the executor's configured roots.
+        self.fetch_policy: FetchPolicy = fetch_policy or FetchPolicy(file_roots=getattr(executor.command, "file_roots", None),
+                                                                     timeout_s=5.0)
         self.follower = Follower(suite, store, confirmations=confirmations)
         self.outbox = Outbox(suite.w3, store, operator, {"JobMarket": suite.market}, already_done=self._already_done)
-        self._recipes: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._recipes: dict[tuple[str, str], tuple[dict[str, Any] | None, str]] = {}
         self._worker_ids: dict[str, int] = {}
         self._since: dict[tuple[int, str], int] = {}
         self._dispute_window_s: int | None = None
@@ -174,17 +183,32 @@ class Coordinator:
 
     # ---------------------------------------------------------------- allocation
     def _recipe(self, uri: str, recipe_hash: str) -> dict[str, Any] | None:
-        """The job's recipe for the runtime estimate (file:// or http(s)://, checked against its hash); None if unavailable."""
-        key = (uri, recipe_hash)
-        if key not in self._recipes:
-            from llmos_chain.recipe import fetch_recipe
+        """The job's recipe for the runtime estimate, fetched within this daemon's fetch policy and checked against
+        its hash; None when it cannot be had now (see `_recipe_verdict`)."""
+        return self._recipe_verdict(uri, recipe_hash)[0]
 
-            try:
-                expected = bytes.fromhex(recipe_hash.removeprefix("0x"))
-                self._recipes[key] = fetch_recipe(uri, expected, timeout=5.0).model_dump(mode="json")
-            except (LlmosError, ValueError):
-                self._recipes[key] = None  # the estimate falls back to the default; the worker reports the real problem
-        return self._recipes[key]
+    def _recipe_verdict(self, uri: str, recipe_hash: str) -> tuple[dict[str, Any] | None, str]:
+        """(recipe, "ok"), (None, "retry") after a transient failure, or (None, "bad") for a job no worker of ours can
+        run (unreadable, too large, outside our roots, wrong hash): such a job is skipped, never fatal."""
+        key = (uri, recipe_hash)
+        cached = self._recipes.get(key)
+        if cached is not None:
+            return cached
+        from llmos_chain.net import FetchError
+        from llmos_chain.recipe import fetch_recipe
+
+        try:
+            expected = bytes.fromhex(recipe_hash.removeprefix("0x"))
+            verdict: tuple[dict[str, Any] | None, str] = (
+                fetch_recipe(uri, expected, policy=self.fetch_policy).model_dump(mode="json"), "ok")
+        except FetchError as exc:  # transient: ask again next cycle
+            log.info("recipe %s not available now (%s); will retry", uri, exc)
+            return None, "retry"
+        except (LlmosError, ValueError) as exc:
+            log.warning("skipping jobs with recipe %s: %s", uri, exc)
+            verdict = (None, "bad")
+        self._recipes[key] = verdict
+        return verdict
 
     def worker_id(self, address: str) -> int:
         """The registry id of one of our workers (ids never change for a registration; 0 is never cached)."""
@@ -218,11 +242,16 @@ class Coordinator:
         busy = self._busy_gpus()
         # A job can be taken while a full run window still fits before its deadline; the worker then has exactly
         # `run_time` seconds from the grant, so that is the time the estimated work must fit in.
-        demands = [
-            JobDemand(j["job_id"], int(j["gpu_count"]), int(j["gpu_mem_gib"]), int(j["escrow"]) * self.token_prices[j["token"].lower()] / WEI,
-                      float(j["run_time"]), self.estimator.work(self._recipe(j["recipe_uri"], j["recipe_hash"])))
-            for j in open_jobs if now <= int(j["deadline"]) - int(j["run_time"]) and j["token"].lower() in self.token_prices
-        ]
+        demands = []
+        for j in open_jobs:
+            if now > int(j["deadline"]) - int(j["run_time"]) or j["token"].lower() not in self.token_prices:
+                continue
+            recipe, verdict = self._recipe_verdict(j["recipe_uri"], j["recipe_hash"])
+            if verdict != "ok":
+                continue  # a recipe we cannot read now (or ever) is a job we do not take
+            demands.append(JobDemand(j["job_id"], int(j["gpu_count"]), int(j["gpu_mem_gib"]),
+                                     int(j["escrow"]) * self.token_prices[j["token"].lower()] / WEI,
+                                     float(j["run_time"]), self.estimator.work(recipe)))
         supplies = [
             WorkerSupply(w.address, w.gpus - busy.get(w.address, 0), w.mem_gib, w.price_per_gpu_hour_wei / WEI,
                          w.speed / self.estimator.ratio(w.worker_class))
@@ -250,8 +279,11 @@ class Coordinator:
             worker = self.workers.get(job["worker"])
             if worker is None or job["job_id"] in self.executor.running:
                 continue
-            row = self.store.db.execute("SELECT status, pid FROM runs WHERE job_id = ?", (job["job_id"],)).fetchone()
-            if row is not None and row["status"] != "running":
+            row = self.store.db.execute("SELECT status, pid, finished FROM runs WHERE job_id = ?", (job["job_id"],)).fetchone()
+            if row is not None and row["status"] == "retry":
+                if time.time() < float(row["finished"] or 0) + RETRY_AFTER_S:
+                    continue  # an infrastructure fault stopped the last run: try again after a pause
+            elif row is not None and row["status"] != "running":
                 continue  # finished; its submission or failure report is in the outbox
             if row is not None and row["pid"]:
                 _stop_orphan(int(row["pid"]))  # a run left by a previous coordinator process: start afresh
@@ -270,8 +302,15 @@ class Coordinator:
 
     def _record(self, outcome: Outcome) -> None:
         job_id = outcome.job_id
+        # A fault of the node, the host or the worker process is ours, not the job's: it is never reported on chain
+        # (that would refund the client and could be disputed); the run is tried again while its window lasts.
+        retry = not outcome.ok and (bool(outcome.report.get("transient")) or outcome.report.get("error") in ("WorkerCrashed", "Cancelled"))
+        status = "ok" if outcome.ok else "retry" if retry else "failed"
         self.store.db.execute("UPDATE runs SET status = ?, finished = ?, report = ? WHERE job_id = ?",
-                              ("ok" if outcome.ok else "failed", time.time(), json.dumps(outcome.report), job_id))
+                              (status, time.time(), json.dumps(outcome.report), job_id))
+        if retry:
+            log.warning("job %s: run stopped by %s (%s); will run again", job_id, outcome.report.get("error"), outcome.report.get("message"))
+            return
         if outcome.ok:
             att = Attestation.from_json(outcome.report["attestation"])
             signature = bytes.fromhex(outcome.report["signature"].removeprefix("0x"))

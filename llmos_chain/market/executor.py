@@ -36,6 +36,14 @@ class WorkerCommand:
     work_dir: Path
     private_key_env: dict[str, str] = field(default_factory=dict)  # e.g. {"LLMOS_PRIVATE_KEY": "0x…"}
     python: str = sys.executable
+    #: Directories whose files a job's file:// URIs may name; None lets them name any local file (a trusted local
+    #: setup such as the demo). `llmos coordinator run` passes its config's `file_roots` (none by default).
+    file_roots: tuple[Path, ...] | None = None
+
+    def fetch_args(self) -> list[str]:
+        if self.file_roots is None:
+            return ["--any-local-file"]
+        return [arg for root in self.file_roots for arg in ("--file-root", str(root))]
 
 
 @dataclass
@@ -85,7 +93,7 @@ class Executor:
             env["OMP_NUM_THREADS"] = str(self.cpu_threads)
         cmd = [c.python, "-m", "worker", "run", "--job", str(job_id), "--rpc", c.rpc, "--deployment", str(c.deployment),
                "--keystore", str(c.keystore), "--enc-key", c.enc_key, "--results", str(c.results),
-               "--work-dir", str(c.work_dir / str(job_id)), "--json"]
+               "--work-dir", str(c.work_dir / str(job_id)), "--json", *c.fetch_args()]
         log = self.logs / f"job-{job_id}.log"
         out = open(log, "ab")
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out, env=env, start_new_session=True)

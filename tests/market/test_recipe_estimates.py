@@ -43,3 +43,25 @@ def test_recipes_over_http_and_file_feed_the_estimate(world: World, tmp_path: Pa
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_job_whose_recipe_cannot_be_read_is_skipped_and_the_daemon_goes_on(world: World, tmp_path: Path) -> None:
+    """v1: a job with recipe file:///dev/zero killed every coordinator that estimated it, again after each restart."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "recipe.json").write_bytes(RECIPE.canonical_bytes())
+    (tmp_path / "private.json").write_bytes(RECIPE.canonical_bytes())
+    command = WorkerCommand("embedded", tmp_path / "d.json", tmp_path, "none", tmp_path / "r", tmp_path / "w", file_roots=(served,))
+    coordinator = Coordinator(world.suite, Store(tmp_path / "c.db"), world.operator, [WorkerConfig(world.worker, 8, 80, 1)],
+                              Executor(command, tmp_path / "logs"))
+    good_hash = RECIPE.hash()
+    bad = [world.post(recipe_uri="file:///dev/zero", recipe_hash=good_hash),
+           world.post(recipe_uri=(tmp_path / "private.json").as_uri(), recipe_hash=good_hash),  # outside the roots
+           world.post(recipe_uri=(served / "recipe.json").as_uri(), recipe_hash=b"\x07" * 32)]  # wrong hash
+    good = world.post(recipe_uri=(served / "recipe.json").as_uri(), recipe_hash=good_hash)
+    for _ in range(3):
+        coordinator.step()
+    assert world.job(good).state.name == "ASSIGNED"
+    assert [world.job(j).state.name for j in bad] == ["OPEN"] * 3
+    assert {coordinator._recipe_verdict(world.job(j).recipe_uri, "0x" + world.job(j).recipe_hash.hex())[1] for j in bad} == {"bad"}
+

@@ -104,7 +104,7 @@ def test_a_refused_job_reassigned_after_the_grant_timeout_is_decided_afresh(setu
     assert agent.step().refused == [job]
 
     w.advance(GRANT_TIMEOUT + 1)  # no grant came: anyone may reopen the job, and an allowed provider takes it
-    Sender(w.w3, w.stranger).transact(w.suite.market.functions.timeoutGrant(job))
+    Sender(w.w3, w.stranger).transact(w.suite.market.functions.timeoutGrant(job, w.terms(job).as_tuple()))
     w.assign(job, worker=setup.signer.address)
     report = agent.step()
     assert report.granted == [job]  # the cap counts other jobs, not this job's earlier refusal

@@ -50,7 +50,7 @@ def test_posted_jobs_are_allocated_run_and_submitted(tmp_path: Path, intents_jso
             coordinator.step()
             view = world.job(second)
             if view.state is JobState.ASSIGNED and second not in granted:
-                grant_access(world.act(world.owner), setup.store, dataset_id, second, manifest.key_id, 86_400)  # the owner's part
+                grant_access(world.act(world.owner), setup.store, dataset_id, second, manifest.key_id)  # the owner's part
                 granted.add(second)
             if all(world.job(j).state is JobState.SUBMITTED for j in (first, second)):
                 break
@@ -83,7 +83,7 @@ def test_coordinator_process_with_its_api(tmp_path: Path, intents_jsonl: bytes) 
         config = {"workers": [{"address": signer.address, "gpus": 1, "mem_gib": 24, "price_per_gpu_hour_wei": 10**14,
                                "enc_key": "worker", "dev_account": 8}],
                   "state": str(tmp_path / "c.db"), "results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"),
-                  "work_dir": str(tmp_path / "work"), "keystore": str(tmp_path / "worker-ks"), "poll_interval_s": 0.3, "api_port": port}
+                  "work_dir": str(tmp_path / "work"), "keystore": str(tmp_path / "worker-ks"), "poll_interval_s": 0.3, "api_port": port, "file_roots": [str(tmp_path)]}
         (tmp_path / "coordinator.json").write_text(json.dumps(config))
         proc = subprocess.Popen([sys.executable, "-m", "llmos_chain.cli.main", "coordinator", "run", "--rpc", node.url,
                                  "--deployment", str(deployment), "--config", str(tmp_path / "coordinator.json"), "--dev-account", "4"],
@@ -104,7 +104,7 @@ def test_coordinator_process_with_its_api(tmp_path: Path, intents_jsonl: bytes) 
             while time.monotonic() < deadline and world.job(job).state is JobState.OPEN:
                 time.sleep(0.2)
             assert world.job(job).state is JobState.ASSIGNED, "the coordinator process did not take the job"
-            grant_access(world.act(world.owner), store, dataset_id, job, Manifest.load(manifest_path(tmp_path / "d.sealed")).key_id, 86_400)
+            grant_access(world.act(world.owner), store, dataset_id, job, Manifest.load(manifest_path(tmp_path / "d.sealed")).key_id)
             while time.monotonic() < deadline and world.job(job).state is not JobState.SUBMITTED:
                 time.sleep(0.3)
             assert world.job(job).state is JobState.SUBMITTED

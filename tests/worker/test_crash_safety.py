@@ -38,7 +38,7 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path, inte
         config = {"workers": [{"address": signer.address, "gpus": 4, "mem_gib": 24, "price_per_gpu_hour_wei": 10**14,
                                "enc_key": "worker", "dev_account": 8}],
                   "state": str(tmp_path / "c.db"), "results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"),
-                  "work_dir": str(tmp_path / "work"), "keystore": str(tmp_path / "worker-ks"), "poll_interval_s": 0.2}
+                  "work_dir": str(tmp_path / "work"), "keystore": str(tmp_path / "worker-ks"), "poll_interval_s": 0.2, "file_roots": [str(tmp_path)]}
         (tmp_path / "coordinator.json").write_text(json.dumps(config))
         cmd = [sys.executable, "-m", "llmos_chain.cli.main", "coordinator", "run", "--no-api", "--rpc", node.url,
                "--deployment", str(deployment), "--config", str(tmp_path / "coordinator.json"), "--dev-account", "4"]
@@ -72,7 +72,7 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path, inte
             for job in jobs:  # the owner's and the client's parts
                 state = world.job(job).state
                 if state is JobState.ASSIGNED and job not in granted:
-                    grant_access(world.act(world.owner), store, dataset_id, job, key_id, 86_400)
+                    grant_access(world.act(world.owner), store, dataset_id, job, key_id)
                     granted.add(job)
                 elif state is JobState.SUBMITTED and job not in accepted:
                     world.act(world.client).accept(job)

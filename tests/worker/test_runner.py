@@ -67,7 +67,7 @@ class Setup:
                             recipe_hash=recipe.hash(), recipe_uri=recipe_path.as_uri(), client_key=self.client_key.public_bytes())
         job_id, _ = w.act(w.client).post_job(request)
         w.assign(job_id, worker=self.signer.address)
-        grant_access(owner, self.store, dataset_id, job_id, manifest.key_id, ttl_s=86_400)
+        grant_access(owner, self.store, dataset_id, job_id, manifest.key_id)
         return job_id
 
     def run(self, job_id: int, enc_key: EncryptionKey | None = None) -> Any:
@@ -165,3 +165,18 @@ def test_labels_missing(setup: Setup) -> None:
     rows = [{"text": f"{MARKER} #{i}"} for i in range(20)]
     report = _expect(setup, setup.job("\n".join(json.dumps(r) for r in rows).encode()), DataError, "no 'label' field")
     assert report["reason"] == 1 and report["data_fault"]
+
+
+def test_failure_details_on_chain_carry_nothing_local() -> None:
+    import blake3
+
+    from llmos_chain.errors import DataError, IntegrityError
+    from worker.runner import failure_report
+
+    secret = DataError("row 7: label 'acct-4417-9932' is not one of the labels; see /home/op/work/7/data")
+    other = DataError("line 3 is not JSON")
+    report = failure_report(secret)
+    assert report["details_hash"] == failure_report(other)["details_hash"]  # the message never reaches the chain
+    assert report["details_hash"] == "0x" + blake3.blake3(b"llmos-failure/1:1:DataError").hexdigest()
+    assert failure_report(IntegrityError("cipher hash mismatch: /x hashes to 0xab"))["details_hash"] != report["details_hash"]
+    assert "acct-4417" in report["message"]  # kept locally for the operator's log
