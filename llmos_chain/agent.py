@@ -29,7 +29,7 @@ from llmos_chain.chain.deploy import Suite
 from llmos_chain.chain.follower import Follower
 from llmos_chain.chain.market import JobState, dispute_bond, get_job
 from llmos_chain.chain.outbox import Intent, Outbox
-from llmos_chain.crypto.keys import Keystore
+from llmos_chain.crypto.keys import EncryptionKey, Keystore
 from llmos_chain.datasets import plan_grant, wrap_for_worker
 from llmos_chain.errors import ConfigError, LlmosError, SealedDataError
 from llmos_chain.store import Store
@@ -62,9 +62,12 @@ class GrantPolicy:
 
 @dataclass(frozen=True)
 class AcceptPolicy:
-    """Which submitted results of the client's jobs are accepted: those whose audit passes."""
+    """Which submitted results of the client's jobs are accepted: those whose client audit passes (the output
+    decrypted with `client_key`, checked against the attested hashes, loaded and run). Without the key nothing is
+    accepted: a public audit alone cannot tell real weights from random bytes."""
 
     results: str  # a results directory or a coordinator API URL (see llmos_chain.results)
+    client_key: EncryptionKey | None = None
     dispute_failed: bool = False
 
 
@@ -201,7 +204,7 @@ class Agent:
 
     # ---------------------------------------------------------------- client: accept what audits
     def _accept(self, report: AgentReport) -> None:
-        from llmos_chain.audit import audit_job
+        from llmos_chain.audit import client_audit
         from llmos_chain.results import ResultNotFoundError, fetch_bundle
 
         policy, box, client = self.accepts, self.client_box, self.client
@@ -210,12 +213,15 @@ class Agent:
             job_id = int(job["job_id"])
             if str(job["client"]).lower() != client.address.lower() or self._decided(job_id, "accept"):
                 continue
+            if policy.client_key is None:
+                self._decide(job_id, "accept", "no-key", "no client key configured: only a client audit may accept; left for the client")
+                continue
             with tempfile.TemporaryDirectory(prefix="llmos-agent-") as tmp:
                 try:
                     bundle = fetch_bundle(policy.results, job_id, Path(tmp))
                 except ResultNotFoundError:
                     continue  # not published yet: try again next step
-                audit = audit_job(self.suite, job_id, bundle)
+                audit = client_audit(self.suite, job_id, bundle, policy.client_key)
             if audit.passed:
                 box.add(f"accept:{job_id}", "JobMarket", "accept", [job_id, self.store.terms(job_id)])
                 self._decide(job_id, "accept", "accepted", f"{len(audit.checks)} audit checks passed")

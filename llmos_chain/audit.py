@@ -5,18 +5,29 @@ trajectory, attestation) and, for the data owner, the dataset's key add the chec
 The attestation is rebuilt from chain data alone (job terms from `JobPosted`, dataset root from the
 registry, result hashes from `ResultSubmitted`) and its EIP-712 digest compared with the one the
 market recorded: that proves the worker attested to exactly the posted job and registered dataset.
+
+Two audits:
+- the **public audit** (`audit_job`, anyone): history, bindings and signatures from the chain; with the bundle, its
+  files against the attested hashes, the metrics against their schema, the trajectory in canonical form and in
+  agreement with the metrics and the recipe's steps, and the attested times against the grant and submission blocks;
+- the **client audit** (`client_audit`, the client's key): all of that, plus the output decrypted, checked against
+  the attested weights hash, loaded on the recipe's base model and run, and its trainable weights checked against
+  the trajectory's last record. A client (or its agent) accepts only what passes the client audit.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import blake3
 from eth_utils import to_checksum_address
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmos_chain.attestation import Attestation, digest, recover
 from llmos_chain.chain.contracts import call
@@ -24,6 +35,7 @@ from llmos_chain.chain.deploy import Suite
 from llmos_chain.chain.market import ZERO_ADDRESS, JobTerms, get_job, worker_address
 from llmos_chain.crypto import merkle, stream
 from llmos_chain.crypto.fetch import fetch
+from llmos_chain.crypto.keys import EncryptionKey, OutputContext, unwrap_key
 from llmos_chain.errors import LlmosError
 
 MARKET_EVENTS = ("JobPosted", "JobAssigned", "JobReopened", "AccessGranted", "ResultSubmitted", "FailureReported", "JobDisputed",
@@ -137,12 +149,20 @@ def audit_job(suite: Suite, job_id: int, bundle: Path | None = None, data_key: b
                      "digest rebuilt from JobPosted, the dataset registry and ResultSubmitted matches the market's record"
                      if rebuilt_digest == bytes(ev["digest"]) else "the recorded digest is not over this job's model, recipe and dataset root")
         report.check("attested by the assigned worker", ev["worker"] == worker, f"worker {ev['worker']}")
+        granted_at = _block_time(suite, int(early[-1]["blockNumber"])) if early else None
+        submitted_time = _block_time(suite, int(result[-1]["blockNumber"]))
+        start, end = int(ev["startTime"]), int(ev["endTime"])
+        plausible = granted_at is not None and granted_at <= start <= end <= submitted_time
+        report.check("attested times", plausible,
+                     f"started {start}, ended {end}, between the grant ({granted_at}) and the submission ({submitted_time})" if plausible
+                     else f"attested {start}..{end} does not lie between the grant ({granted_at}) and the submission ({submitted_time})")
         registered = _signer_at(suite, worker_id, int(result[-1]["blockNumber"])) if worker_id is not None else None
         report.check("signer at submission", registered is not None and registered == ev["signer"],
                      f"the market took {ev['signer']}, the registry's signer then" if registered == ev["signer"]
                      else f"the market logged {ev['signer']}, the registry names {registered}")
         if bundle is not None:
             _check_bundle(report, suite, bundle, rebuilt, rebuilt_digest, str(ev["signer"]), int(result[-1]["blockNumber"]))
+            _check_contents(report, bundle, rebuilt, str(terms["recipeURI"]))
 
     settled, refunded = by_name.get("JobSettled", []), by_name.get("JobRefunded", [])
     if settled:
@@ -212,6 +232,167 @@ def _check_bundle(report: AuditReport, suite: Suite, bundle: Path, rebuilt: Atte
         return
     report.check("attestation signature", recovered == signer,
                  f"signed by the worker's registered signer {signer}" if recovered == signer else f"signed by {recovered}, not the worker's signer {signer}")
+
+
+def _block_time(suite: Suite, number: int) -> int:
+    return int(suite.w3.eth.get_block(number)["timestamp"])
+
+
+class Metrics(BaseModel):
+    """What a worker's metrics.json must say (the attested metrics hash binds these exact bytes)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    weights_hash: str = Field(pattern=r"^0x[0-9a-f]{64}$")
+    final_trainable_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    metric: str = Field(min_length=1)
+    before: float
+    after: float
+    higher_is_better: bool
+    steps: int = Field(ge=1)
+    train_examples: int = Field(ge=1)
+    eval_examples: int = Field(ge=1)
+
+    @field_validator("before", "after")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        return value
+
+
+def read_metrics(raw: bytes | None) -> Metrics | str:
+    """The parsed metrics, or why they are not acceptable."""
+    if raw is None:
+        return "metrics.json is missing"
+    try:
+        return Metrics.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        return f"metrics.json does not parse against its schema: {str(exc).splitlines()[0]}"
+
+
+TRAJECTORY_KEYS = {"step", "loss", "lr", "weights_hash"}
+
+
+def read_trajectory(raw: bytes | None) -> list[dict[str, Any]] | str:
+    """The trajectory records, or why the file is not the canonical form its root was computed over.
+
+    Canonical: one compact, key-sorted JSON object per line, each line ending in LF, nothing else (no CR, no blank
+    line), at least one record, steps strictly increasing. Only then is the Merkle root over the lines a commitment
+    to exactly these records."""
+    if raw is None:
+        return "trajectory.jsonl is missing"
+    if not raw:
+        return "the trajectory is empty"
+    if not raw.endswith(b"\n") or b"\r" in raw:
+        return "the trajectory is not LF-terminated lines"
+    records: list[dict[str, Any]] = []
+    for n, line in enumerate(raw[:-1].split(b"\n"), 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return f"trajectory line {n} is not JSON"
+        if not isinstance(record, dict) or set(record) != TRAJECTORY_KEYS:
+            return f"trajectory line {n} does not hold exactly {sorted(TRAJECTORY_KEYS)}"
+        if json.dumps(record, sort_keys=True, separators=(",", ":")).encode() != line:
+            return f"trajectory line {n} is not in canonical form"
+        if not isinstance(record["step"], int) or (records and record["step"] <= records[-1]["step"]):
+            return f"trajectory line {n}: steps must increase"
+        records.append(record)
+    return records
+
+
+def _check_contents(report: AuditReport, bundle: Path, rebuilt: Attestation, recipe_uri: str) -> None:
+    """The public audit of what the worker published: the metrics and the trajectory are well-formed, agree with
+    each other and with the recipe the job names."""
+    metrics = read_metrics((bundle / "metrics.json").read_bytes() if (bundle / "metrics.json").is_file() else None)
+    report.check("metrics schema", isinstance(metrics, Metrics), "metrics.json has every field, well-typed"
+                 if isinstance(metrics, Metrics) else str(metrics))
+    trajectory = read_trajectory((bundle / "trajectory.jsonl").read_bytes() if (bundle / "trajectory.jsonl").is_file() else None)
+    report.check("trajectory form", isinstance(trajectory, list), f"{len(trajectory)} canonical record(s)"
+                 if isinstance(trajectory, list) else str(trajectory))
+    if not isinstance(metrics, Metrics) or not isinstance(trajectory, list):
+        return
+    last = trajectory[-1]
+    try:
+        from llmos_chain.recipe import fetch_recipe
+
+        recipe_steps: int | None = fetch_recipe(recipe_uri, rebuilt.recipe_hash).hyper.steps
+        why = ""
+    except LlmosError as exc:
+        recipe_steps, why = None, f"the recipe could not be read: {exc}"
+    agree = recipe_steps is not None and last["step"] == metrics.steps == recipe_steps
+    report.check("trajectory agrees with the metrics and recipe", agree and last["weights_hash"] == metrics.final_trainable_hash,
+                 f"{metrics.steps} steps as the recipe asks; the last record's weights are the final ones"
+                 if agree and last["weights_hash"] == metrics.final_trainable_hash
+                 else why or f"last record: step {last['step']}, weights {last['weights_hash'][:12]}…; metrics: {metrics.steps} steps, "
+                              f"final weights {metrics.final_trainable_hash[:12]}…; recipe: {recipe_steps} steps")
+
+
+def client_audit(suite: Suite, job_id: int, bundle: Path, client_key: EncryptionKey, data_key: bytes | None = None,
+                 check_output: Callable[[str, bytes], dict[str, Any]] | None = None) -> AuditReport:
+    """The public audit plus what only the client can check: unwrap `output.key`, decrypt the output, check its hash
+    against the attested metrics' weights hash, load it on the recipe's base model and run it (in a worker process:
+    this package imports no torch), and check its trainable weights are the trajectory's last record.
+
+    Anything short of every check passing must not be accepted."""
+    report = audit_job(suite, job_id, bundle, data_key)
+    job = get_job(suite, job_id)
+    metrics = read_metrics((bundle / "metrics.json").read_bytes() if (bundle / "metrics.json").is_file() else None)
+    trajectory = read_trajectory((bundle / "trajectory.jsonl").read_bytes() if (bundle / "trajectory.jsonl").is_file() else None)
+    context = OutputContext(int(suite.w3.eth.chain_id), suite.market.address, job_id, job.client)
+    try:
+        data = bytes(stream.open_to_memory((bundle / "output.sealed").read_bytes(), unwrap_key((bundle / "output.key").read_bytes(),
+                                                                                            client_key, context)))
+    except (LlmosError, OSError) as exc:
+        report.check("output opens with the client's key", False, str(exc))
+        return report
+    report.check("output opens with the client's key", True, f"{len(data):,} bytes decrypted")
+    weights_ok = isinstance(metrics, Metrics) and "0x" + blake3.blake3(data).hexdigest() == metrics.weights_hash
+    report.check("output is the attested weights", weights_ok, "its hash is the metrics' weights hash" if weights_ok
+                 else "the decrypted output does not hash to the attested weights hash")
+    if not weights_ok or not isinstance(trajectory, list):
+        return report
+    try:
+        from llmos_chain.recipe import fetch_recipe
+
+        recipe = fetch_recipe(job.recipe_uri, job.recipe_hash)
+        result = (check_output or run_output_check)(recipe.canonical_bytes().decode(), data)
+    except LlmosError as exc:
+        report.check("output loads and runs on the base model", False, str(exc))
+        return report
+    runs = bool(result.get("finite")) and bool(result.get("shape_ok"))
+    report.check("output loads and runs on the base model", runs, f"{result.get('probes')} probe input(s), finite outputs"
+                 if runs else f"the model's outputs on probe inputs are not usable: {result}")
+    same = result.get("trainable_hash") == trajectory[-1]["weights_hash"]
+    report.check("output is the trajectory's final state", same, "its trainable weights hash to the last trajectory record"
+                 if same else "its trainable weights differ from the last trajectory record")
+    return report
+
+
+def run_output_check(recipe_json: str, weights: bytes, timeout_s: float = 600.0) -> dict[str, Any]:
+    """`python -m worker check` on a private temporary copy of the output (0600, removed after)."""
+    import os
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory(prefix="llmos-check-") as tmp:
+        recipe_path, weights_path = Path(tmp) / "recipe.json", Path(tmp) / "output.safetensors"
+        recipe_path.write_text(recipe_json)
+        fd = os.open(weights_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(weights)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "worker", "check", "--recipe", str(recipe_path), "--weights", str(weights_path)],
+                                  capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise LlmosError(f"checking the output took over {timeout_s:.0f}s") from None
+    if proc.returncode != 0:
+        raise LlmosError(f"the output could not be loaded on its base model: {proc.stderr.strip()[-300:] or proc.returncode}")
+    try:
+        return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        raise LlmosError("the output check printed no result") from None
 
 
 def _check_dataset(report: AuditReport, suite: Suite, dataset_id: int, data_key: bytes) -> None:

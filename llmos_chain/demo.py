@@ -175,7 +175,7 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
     client_sender.transact(suite.token.functions.approve(suite.market.address, 2**256 - 1))
     client_c = MarketClient(suite, client_sender)
     client_agent = Agent(suite, Store(root / "client" / "agent.db"), client=client,
-                         accepts=AcceptPolicy(str(root / "results")))
+                         accepts=AcceptPolicy(str(root / "results"), client_key))
     now = int(w3.eth.get_block("latest")["timestamp"])
     client_key_id, _ = client_c.register_client_key(client_key.kind, client_key.public_bytes())
     jobs: list[dict[str, Any]] = []

@@ -78,6 +78,14 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from llmos_chain.recipe import Recipe
+    from worker.predict import check_output
+
+    print(json.dumps(check_output(Recipe.load(args.recipe), Path(args.weights).read_bytes())))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker", description="The llmos worker runtime.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,11 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--recipe", type=Path, required=True, help="the job's recipe file")
     predict.add_argument("--weights", type=Path, required=True, help="the decrypted output (safetensors)")
     predict.add_argument("--text", action="append", required=True, help="a text to classify (repeatable)")
+    check = sub.add_parser("check", help="Load a fine-tuned output on its base model and run it: its trainable weights' hash "
+                           "and whether it gives finite outputs (JSON on stdout; what the client audit runs).")
+    check.add_argument("--recipe", type=Path, required=True, help="the job's recipe file")
+    check.add_argument("--weights", type=Path, required=True, help="the decrypted output (safetensors)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "json", False) is False else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
-        return {"run": _run, "bench": _bench, "predict": _predict}[args.command](args)
+        return {"run": _run, "bench": _bench, "predict": _predict, "check": _check}[args.command](args)
     except LlmosError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

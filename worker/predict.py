@@ -61,3 +61,21 @@ def classify(recipe: Recipe, weights: bytes, texts: list[str]) -> list[dict[str,
         index = int(row.argmax())
         answers.append({"text": text, "label": labels[index] if labels else index, "score": round(float(row[index]), 4)})
     return answers
+
+
+#: What the client audit feeds a fine-tuned output: ordinary text, for every task.
+PROBE_TEXTS = ["where is my order", "please refund me", "the page will not load", "hello"]
+
+
+@torch.no_grad()
+def check_output(recipe: Recipe, weights: bytes) -> dict[str, Any]:
+    """Load the output on the recipe's base model and run it: the trainable weights' hash (as the trajectory records
+    it) and whether every probe gave finite outputs of the right shape."""
+    model, tokenizer, labels = load_finetuned(recipe, weights)
+    batch = tokenizer(PROBE_TEXTS, padding=True, truncation=True, max_length=recipe.hyper.max_length, return_tensors="pt")
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    finite = bool(torch.isfinite(logits).all())
+    expected_classes = len(labels) if labels else None
+    shape_ok = logits.shape[0] == len(PROBE_TEXTS) and (expected_classes is None or logits.shape[-1] == expected_classes)
+    return {"trainable_hash": train.trainable_hash(model), "probes": len(PROBE_TEXTS), "finite": finite, "shape_ok": bool(shape_ok),
+            "task": recipe.task.value}

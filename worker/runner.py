@@ -170,6 +170,9 @@ def run_job(
         metrics = {
             # the hash of the trained weights before sealing: identical for identical inputs on CPU
             "weights_hash": "0x" + blake3.blake3(result.output).hexdigest(),
+            # the trainable weights' hash after the last step: the trajectory's last record, and what the output's
+            # weights hash to once loaded on the base model (the client audit checks both)
+            "final_trainable_hash": result.trajectory[-1].weights_hash if result.trajectory else "",
             "metric": result.metric_name, "before": result.metric_before, "after": result.metric_after,
             "higher_is_better": result.higher_is_better, "steps": result.steps, "train_tokens": result.train_tokens,
             "train_examples": len(train_set), "eval_examples": len(eval_set), "device": result.device,

@@ -34,6 +34,7 @@ class GrantSection(RoleKey):
 
 class AcceptSection(RoleKey):
     results: str  # the coordinator's API URL or results directory
+    client_key: str  # the client's encryption key (name in the keystore): the client audit decrypts and runs the output
     dispute_failed: bool = False
 
 
@@ -95,8 +96,9 @@ def run(
         g = cfg.grants
         grants = GrantPolicy(dict(g.datasets), frozenset(a.lower() for a in g.workers), frozenset(a.lower() for a in g.operators),
                              g.max_jobs)
-    accepts = AcceptPolicy(cfg.accepts.results, cfg.accepts.dispute_failed) if cfg.accepts else None
     keystore = Keystore(Path(cfg.keystore or load_settings().keystore).expanduser())
+    accepts = AcceptPolicy(cfg.accepts.results, keystore.load_encryption_key(cfg.accepts.client_key), cfg.accepts.dispute_failed) \
+        if cfg.accepts else None
     agent = Agent(suite, Store(cfg.state), owner, keystore if grants else None, grants, client, accepts, cfg.confirmations)
     if once:
         report = agent.step()

@@ -17,26 +17,36 @@ def audit(
     bundle: Path = typer.Option(None, "--bundle", help="The job's result bundle directory (sealed output, metrics, trajectory, attestation)."),
     source: str = typer.Option(None, "--from", help="Fetch the bundle from a coordinator's API URL or results directory instead."),
     data_key_id: str = typer.Option(None, "--data-key-id", help="Data owners: also decrypt the dataset and check its registered root."),
+    client_key: str = typer.Option(None, "--client-key", help="Clients: the client audit — also decrypt the output with this key "
+                                   "(its name in the keystore), check it against the attested hashes, load it on its base model and run it."),
     keystore_dir: Path = KEYSTORE,
     rpc: str = RPC,
     deployment: Path = DEPLOYMENT,
     json_out: bool = JSON,
 ) -> None:
-    """Rebuild a job's history from chain events and check every hash and signature; exits 1 if any check fails."""
-    from llmos_chain.audit import audit_job
+    """Rebuild a job's history from chain events and check every hash and signature; exits 1 if any check fails.
+
+    Without keys this is the public audit anyone can run; `--client-key` makes it the client audit (what a client
+    should pass before accepting), `--data-key-id` adds the owner's dataset check."""
+    from llmos_chain.audit import audit_job, client_audit
+    from llmos_chain.errors import ConfigError
 
     _, _, suite = open_suite(rpc, deployment)
     data_key = keystore(keystore_dir).load_data_key(data_key_id) if data_key_id else None
+    enc_key = keystore(keystore_dir).load_encryption_key(client_key) if client_key else None
     if source is not None and bundle is not None:
-        from llmos_chain.errors import ConfigError
-
         raise ConfigError("give --bundle or --from, not both")
+    if enc_key is not None and source is None and bundle is None:
+        raise ConfigError("the client audit needs the result: give --bundle or --from")
     with tempfile.TemporaryDirectory(prefix="llmos-audit-") as tmp:
         if source is not None:
             from llmos_chain.results import fetch_bundle
 
             bundle = fetch_bundle(source, job, Path(tmp))
-        report = audit_job(suite, job, bundle, data_key)
+        if bundle is not None and not bundle.is_dir():
+            raise ConfigError(f"--bundle {bundle} is not a directory")
+        report = client_audit(suite, job, bundle, enc_key, data_key) if enc_key is not None and bundle is not None \
+            else audit_job(suite, job, bundle, data_key)
     if json_out:
         emit_json(report.to_json())
     else:

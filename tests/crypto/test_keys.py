@@ -57,6 +57,11 @@ def test_output_context_differs_from_grant_context() -> None:
     wrapped = wrap_key(b"k" * 32, KeyKind.X25519, key.public_bytes(), out)
     assert unwrap_key(wrapped, key, out) == b"k" * 32
     assert out.info() != CTX.info()
+    # every field of the output context is bound: another client, job, market or chain cannot open it
+    for other in (replace(out, client="0x" + "cc" * 20), replace(out, job_id=8), replace(out, market="0x" + "dd" * 20),
+                  replace(out, chain_id=1)):
+        with pytest.raises(SealedDataError, match="cannot unwrap"):
+            unwrap_key(wrapped, key, other)
 
 
 def test_bad_public_keys_and_kinds() -> None:

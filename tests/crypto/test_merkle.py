@@ -13,7 +13,26 @@ def test_known_shapes() -> None:
     assert merkle.root([a]) == a
     assert merkle.root([a, b]) == merkle.node_hash(a, b)
     assert merkle.root([a, b, c]) == merkle.node_hash(merkle.node_hash(a, b), c)  # split at the largest power of two
-    assert merkle.leaf_hash(b"a") != merkle.node_hash(b"", b"a")[:32] or True
+    # domain separation: a leaf over the bytes of two children never equals their node
+    assert merkle.leaf_hash(a + b) != merkle.node_hash(a, b)
+    assert merkle.leaf_hash(b"\x01" + a + b) != merkle.node_hash(a, b)
+
+
+def test_known_answers() -> None:
+    """RFC 6962's shape over BLAKE3, computed here from BLAKE3 alone (and pinned), so the format cannot drift."""
+    import blake3
+
+    def leaf(x: bytes) -> bytes:
+        return blake3.blake3(b"\x00" + x).digest()
+
+    def node(left: bytes, right: bytes) -> bytes:
+        return blake3.blake3(b"\x01" + left + right).digest()
+
+    la, lb, lc = leaf(b"a"), leaf(b"b"), leaf(b"c")
+    assert merkle.leaf_hash(b"a") == la
+    assert merkle.root([la, lb, lc]) == node(node(la, lb), lc)
+    assert merkle.root([la, lb, lc]).hex() == "6c62dd52a0971b7d00a7cead004e0c3f3c0766e3f5359a0f8297768d2b02d03c"
+    assert merkle.root([]) == blake3.blake3(b"").digest()
     assert merkle.root([]) != merkle.root([merkle.leaf_hash(b"")])
 
 

@@ -322,3 +322,18 @@ def test_a_failed_tag_leaves_no_unauthenticated_bytes_in_the_callers_buffer() ->
     with pytest.raises(SealedDataError):
         cipher.decrypt_into(0, True, memoryview(bytes(sealed[HEADER_LEN:])), memoryview(out))
     assert out == bytearray(256)
+
+
+def test_known_answer_vector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed key, salt and nonce prefix give fixed bytes: the sealed format cannot drift silently (a change here is a
+    format change: bump the version, keep reading v1)."""
+    monkeypatch.setattr(stream.os, "urandom", lambda n: b"\x5a" * n if n == stream.SALT_LEN else b"\xa5" * n)
+    plain = b"llmos known answer: sealed format v1\n" * 3
+    key = bytes(range(32))
+    sealed, result = seal_bytes(plain, key, chunk_size=40)
+    assert sealed[:HEADER_LEN] == (b"llmosSD\x00" + b"\x01" + b"\x01" + (40).to_bytes(4, "big") + b"\x5a" * 32 + b"\xa5" * 7
+                                   + stream.key_id(key))
+    assert len(sealed) == HEADER_LEN + len(plain) + 3 * TAG_LEN == 228
+    assert blake3.blake3(sealed).hexdigest() == "ca0ad9ee52bc82ee5c6aca8948841b0301f6c78e4013fc7579e8c3c8c403b8a4"
+    assert result.content_root.hex() == "6fd575f08afa6c8c87914d8d5c69d5d133daa6186256fe2437022cb38814961e"
+    assert bytes(open_to_memory(sealed, key, result.content_root)) == plain

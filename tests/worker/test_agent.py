@@ -67,7 +67,7 @@ def test_accepts_only_results_that_audit(setup: Setup, intents_jsonl: bytes) -> 
     sealed.write_bytes(bytes(data))
 
     agent = Agent(w.suite, Store(setup.tmp / "client-agent.db"), client=w.client,
-                  accepts=AcceptPolicy(str(results), dispute_failed=True))
+                  accepts=AcceptPolicy(str(results), setup.client_key, dispute_failed=True))
     report = agent.step()
     assert report.accepted == [good] and report.disputed == [bad] and report.audit_failed == [bad]
     assert w.job(good).state is JobState.SETTLED and w.job(bad).state is JobState.DISPUTED
@@ -81,7 +81,7 @@ def test_a_result_not_yet_published_is_retried(setup: Setup, intents_jsonl: byte
     result = setup.run(job_id)
     w.act(w.operator).submit(job_id, result.attestation, result.signature)
     elsewhere = tmp_path / "published"
-    agent = Agent(w.suite, Store(setup.tmp / "client-agent.db"), client=w.client, accepts=AcceptPolicy(str(elsewhere)))
+    agent = Agent(w.suite, Store(setup.tmp / "client-agent.db"), client=w.client, accepts=AcceptPolicy(str(elsewhere), setup.client_key))
     assert agent.step().accepted == []  # nothing published yet: no decision taken
     (elsewhere / str(job_id)).parent.mkdir(parents=True)
     (results := setup.tmp / "results" / str(job_id)).rename(elsewhere / str(job_id))
