@@ -242,11 +242,21 @@ _POSTED_CACHE: dict[tuple[str, int, bytes], dict[str, Any]] = {}
 
 
 def _posted_event(suite: Suite, job_id: int, terms_hash: bytes) -> dict[str, Any]:
-    """The `JobPosted` event of `job_id` whose terms hash to `terms_hash` (a reorg may have re-posted the id)."""
+    """The `JobPosted` event of `job_id` whose terms hash to `terms_hash` (a reorg may have re-posted the id).
+
+    Cached by (market, job, terms hash) with the block it was found in; a cached entry is used only while that block
+    is still on the chain (the recipe and base model are not in the terms hash, so another chain — a reorg, a reset
+    dev chain — may hold a job with the same terms and other content)."""
     key = (suite.market.address, job_id, bytes(terms_hash))
     cached = _POSTED_CACHE.get(key)
     if cached is not None:
-        return cached
+        try:
+            still_there = bytes(suite.w3.eth.get_block(cached["block"])["hash"]) == cached["block_hash"]
+        except Exception:  # noqa: BLE001 (a missing block or a node error: look the event up afresh)
+            still_there = False
+        if still_there:
+            return cached
+        _POSTED_CACHE.pop(key, None)
     try:
         logs = suite.market.events.JobPosted().get_logs(from_block=suite.deployment.start_block, argument_filters={"jobId": job_id})
     except Exception as exc:  # the node refused or failed: say so, with what we asked
@@ -254,7 +264,7 @@ def _posted_event(suite: Suite, job_id: int, terms_hash: bytes) -> dict[str, Any
     for log in reversed(list(logs)):
         terms = JobTerms.from_chain(log["args"]["terms"])
         if terms.hash == bytes(terms_hash):
-            found = {"terms": terms, "args": dict(log["args"]), "block": int(log["blockNumber"])}
+            found = {"terms": terms, "args": dict(log["args"]), "block": int(log["blockNumber"]), "block_hash": bytes(log["blockHash"])}
             _POSTED_CACHE[key] = found
             return found
     raise ChainError(f"job {job_id}: no JobPosted event matches its record (the node may lag behind; try again)")

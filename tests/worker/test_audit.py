@@ -102,7 +102,7 @@ def _submit_forged(setup: Setup, job_id: int, files: dict[str, bytes], **att_ove
     now = w.now()
     att = Attestation(job_id, setup.signer.address, bytes(record[2]), view.base_model_hash, view.recipe_hash,
                       blake3.blake3(files["output.sealed"]).digest(), blake3.blake3(files["metrics.json"]).digest(),
-                      merkle.root_of(line for line in files["trajectory.jsonl"].splitlines() if line), now - 1, now)
+                      merkle.root_of(line for line in files["trajectory.jsonl"].splitlines() if line), now, now)
     att = Attestation(**{**att.__dict__, **att_overrides})
     signature = sign(att, setup.signer, w.conn.chain_id, w.suite.market.address)
     (bundle / "attestation.json").write_text(json.dumps({**att.to_json(), "signature": "0x" + signature.hex()}))
