@@ -28,6 +28,7 @@ from llmos_chain.chain.market import JobState, MarketClient, WorkerParams, get_j
 from llmos_chain.chain.contracts import Sender
 from llmos_chain.market.coordinator import Coordinator, WorkerConfig
 from llmos_chain.market.executor import Executor, WorkerCommand
+from llmos_chain.recipe import Recipe
 from llmos_chain.store import Store
 from tests.helpers import STAKE, World, deploy_world
 
@@ -39,10 +40,13 @@ class Provider:
     world: World
     coordinator: Coordinator
     dataset_id: int
+    recipe: Recipe
+    recipe_uri: str
 
     def post(self, amount: int = 10**16) -> int:
         w = self.world
-        job_id, _ = w.act(w.client).post_job(w.request(dataset_id=self.dataset_id, amount=amount))
+        request = w.request(dataset_id=self.dataset_id, amount=amount, recipe_uri=self.recipe_uri, recipe_hash=self.recipe.hash())
+        job_id, _ = w.act(w.client).post_job(request)
         return job_id
 
     def steps_until(self, done: Callable[[], bool], timeout_s: float = 60.0) -> int:
@@ -76,7 +80,11 @@ def _provider(world: World, tmp: Path, url: str | None = None) -> Provider:
     command = WorkerCommand(url or "", tmp / "deployment.json", tmp, "none", tmp / "results", tmp / "work")
     coordinator = Coordinator(suite, Store(tmp / "coordinator.db"), world.operator, [WorkerConfig(signer.address, 8, 24, 10**14)],
                               Executor(command, tmp / "logs"), withdraw=False)
-    return Provider(world, coordinator, dataset_id)
+    # a real recipe: a coordinator takes only jobs whose recipe it can read and verify
+    recipe = Recipe.model_validate({"task": "sequence-classification", "method": "lora",
+                                    "base_model": {"kind": "config", "name": "tiny-bert"}, "hyper": {"steps": 5}})
+    (tmp / "recipe.json").write_bytes(recipe.canonical_bytes())
+    return Provider(world, coordinator, dataset_id, recipe, (tmp / "recipe.json").as_uri())
 
 
 def _assigned(provider: Provider, job_ids: list[int]) -> Callable[[], bool]:

@@ -229,3 +229,68 @@ def test_a_chain_only_audit_checks_what_the_chain_holds(setup: Setup, intents_js
     names = {c.name for c in report.checks}
     assert {"posted", "attestation binds the posted job and dataset", "attested times", "signer at submission", "payment"} <= names
     assert names.isdisjoint({"sealed output hash", "metrics schema", "trajectory form"})  # nothing claimed about files it lacks
+
+
+def _doctored(monkeypatch: pytest.MonkeyPatch, event: str, **changes: Any) -> None:
+    """Make the audit read `event` with some arguments changed (what a lying node or a buggy market would show)."""
+    from llmos_chain import audit
+
+    real = audit.job_events
+
+    def doctored(suite: Any, job_id: int) -> list[tuple[str, Any]]:
+        return [(name, {**log, "args": {**log["args"], **changes}} if name == event else log) for name, log in real(suite, job_id)]
+
+    monkeypatch.setattr(audit, "job_events", doctored)
+
+
+def test_a_payment_to_someone_else_or_of_another_amount_fails(setup: Setup, intents_jsonl: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id, bundle = _settled_job(setup, intents_jsonl)
+    w = setup.world
+    assert "payment" not in _failed(audit_job(w.suite, job_id, bundle))
+    _doctored(monkeypatch, "JobSettled", payee=w.stranger.address)
+    assert "payment" in _failed(audit_job(w.suite, job_id, bundle))
+    monkeypatch.undo()
+    _doctored(monkeypatch, "JobSettled", amount=w.job(job_id).escrow - 1)
+    assert "payment" in _failed(audit_job(w.suite, job_id, bundle))
+
+
+def test_a_refund_of_another_amount_fails(setup: Setup, intents_jsonl: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = setup.world
+    job_id = setup.job(intents_jsonl)
+    w.advance(w.job(job_id).run_time + 1)
+    w.act(w.stranger).reclaim(job_id)  # ran past its window: refunded, slashed
+    assert "refund" not in _failed(audit_job(w.suite, job_id))
+    _doctored(monkeypatch, "JobRefunded", amount=1)
+    assert "refund" in _failed(audit_job(w.suite, job_id))
+
+
+def test_a_result_logged_with_another_signer_fails(setup: Setup, intents_jsonl: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id, bundle = _settled_job(setup, intents_jsonl)
+    _doctored(monkeypatch, "ResultSubmitted", signer=setup.world.stranger.address)
+    assert "signer at submission" in _failed(audit_job(setup.world.suite, job_id, bundle))
+
+
+def test_an_eip1271_signer_is_asked_and_may_say_no(setup: Setup, intents_jsonl: bytes) -> None:
+    """A worker whose signer is a contract wallet: the market and the audit ask the wallet (as of the submission)."""
+    from llmos_chain.chain.contracts import Sender
+    from llmos_chain.chain.market import WorkerParams
+    from llmos_chain.crypto.keys import EncryptionKey
+
+    w = setup.world
+    owner_key = w.accounts[9]
+    wallet, _ = Sender(w.w3, owner_key).deploy("TestSmartWallet", owner_key.address)
+    worker = w.accounts[7]
+    w.act(w.operator).register_worker(worker.address, WorkerParams(wallet.address, "CPU", 1, 24, 1, EncryptionKey.generate().public_bytes()), 10**18)
+    job_id = w.post()
+    w.assign(job_id, worker=worker.address)
+    w.grant(job_id)
+    att = w.attestation(job_id, worker=worker.address)
+    signature = sign(att, owner_key, w.conn.chain_id, w.suite.market.address)
+    w.act(w.operator).submit(job_id, att, signature)
+    bundle = setup.tmp / "wallet-bundle"
+    bundle.mkdir()
+    for signed_by in (owner_key, Account.create()):
+        sig = sign(att, signed_by, w.conn.chain_id, w.suite.market.address)
+        (bundle / "attestation.json").write_text(json.dumps({**att.to_json(), "signature": "0x" + sig.hex()}))
+        check = next(c for c in audit_job(w.suite, job_id, bundle).checks if c.name == "attestation signature")
+        assert check.ok is (signed_by is owner_key) and ("accepts" if check.ok else "rejects") in check.detail

@@ -47,6 +47,7 @@ def test_posted_job_is_allocated_run_submitted_and_paid(setup: Setup, intents_js
             states.append(w.job(job_id).state.name)
             time.sleep(0.1)
         assert "RUNNING" in states  # the worker process ran while the chain said so
+        coordinator.follower.poll()
         names = [e.name for e in coordinator.store.events(job_id)]
         assert names[:4] == ["JobPosted", "JobAssigned", "AccessGranted", "ResultSubmitted"]
         w.act(w.client).accept(job_id)

@@ -28,6 +28,11 @@ def test_worker_process_runs_a_job_on_anvil(tmp_path: Path, intents_jsonl: bytes
         cmd = [sys.executable, "-m", "worker", "run", "--job", str(job_id), "--rpc", node.url, "--deployment", str(deployment),
                "--keystore", str(tmp_path / "worker-ks"), "--enc-key", "worker", "--results", str(tmp_path / "results"),
                "--work-dir", str(tmp_path / "work"), "--json"]
+        # the job's URIs are local files: a worker reads them only under a root its provider configured
+        refused = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert refused.returncode == 3 and "outside the directories" in json.loads(refused.stdout)["message"]
+        assert world.job(job_id).state == JobState.RUNNING  # nothing was reported: the coordinator decides that
+        cmd += ["--file-root", str(tmp_path)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         out = json.loads(proc.stdout)
