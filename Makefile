@@ -9,7 +9,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench artifacts gas-snapshot clean
+.PHONY: setup demo test test-fast test-contracts bench artifacts gas-snapshot clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -31,9 +31,15 @@ $(NODE_STAMP): package.json package-lock.json
 demo: setup
 	$(VENV)/bin/llmos demo
 
-# The whole suite, slow tests included (this is what CI runs).
+# The whole suite, slow tests included (this is what CI runs): the Solidity suite (forge fuzz and invariant
+# campaigns; the full ones when CI is set) and slither gated by contracts/slither-triage.md, then pytest.
 test: setup
+	$(MAKE) test-contracts
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+test-contracts: setup
+	scripts/forge-test
+	scripts/slither
 
 # The quick loop while developing: everything but the tests marked slow.
 test-fast: setup
@@ -48,4 +54,4 @@ artifacts: setup
 	$(PY) scripts/gas_snapshot.py
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-slither .forge node_modules .pytest_cache .hypothesis
