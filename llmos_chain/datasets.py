@@ -70,8 +70,8 @@ def seal_dataset(
 ) -> Manifest:
     """Seal `src` to `dst` under a new data key (or the keystore's `key_id`) and write the manifest."""
     data_key = keystore.load_data_key(key_id) if key_id else new_data_key()
+    keystore.save_data_key(data_key)  # first: a sealed file whose key was never saved would be lost for good
     result = seal_file(src, dst, data_key, chunk_size, progress)
-    keystore.save_data_key(data_key)
     manifest = Manifest.of(result)
     manifest.save(manifest_path(dst))
     return manifest

@@ -7,9 +7,9 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 import json
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmos_chain.errors import ConfigError
@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     rpc_url: str = "embedded"
     deployment: Path = Path("deployment.json")
     private_key: SecretStr | None = None
-    rpc_timeout_s: float = 30.0
+    rpc_timeout_s: float = Field(default=30.0, gt=0)
     keystore: Path = Path("~/.llmos/keystore")
 
     def account(self, dev_accounts: list[LocalAccount], index: int = 0) -> LocalAccount:
@@ -34,13 +34,28 @@ class Settings(BaseSettings):
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"LLMOS_PRIVATE_KEY is not a valid private key: {exc.__class__.__name__}") from None
         if dev_accounts:
+            if not 0 <= index < len(dev_accounts):
+                raise ConfigError(f"no dev account {index} (--dev-account): this dev chain has accounts 0 to {len(dev_accounts) - 1}")
             return dev_accounts[index]
         raise ConfigError("no signing key: set LLMOS_PRIVATE_KEY (hex) for this chain; dev accounts exist only on dev chains")
 
 
 def load_settings(**overrides: object) -> Settings:
+    """The settings, from the environment and `overrides` (flags); a bad value is one ConfigError naming its variable."""
     values = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**values)  # type: ignore[arg-type]
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_setting_problem(e, values) for e in exc.errors())) from None
+
+
+def _setting_problem(error: Any, overrides: dict[str, object]) -> str:
+    """One bad setting: the flag's value or the `LLMOS_*` variable it came from, what is wrong, and what was given."""
+    field = str(error["loc"][0]) if error.get("loc") else "?"
+    source = f"setting {field}" if field in overrides else f"LLMOS_{field.upper()}"
+    given = error.get("input")
+    shown = "" if field == "private_key" or isinstance(given, dict) else f", got {given!r}"  # never echo a key
+    return f"{source}: {error['msg']}{shown}"
 
 
 M = TypeVar("M", bound=BaseModel)

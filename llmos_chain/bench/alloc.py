@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from llmos_chain.errors import AllocationError
 from llmos_chain.market.allocator import JobDemand, WorkerSupply, allocate, greedy
 
 CLASSES = [  # name, GiB, GPUs, price per GPU-hour, speed
@@ -37,6 +38,10 @@ def instance(n_jobs: int, n_workers: int, seed: int = 0) -> tuple[list[JobDemand
 
 
 def run(sizes: list[tuple[int, int]] | None = None, time_limit_s: float = 2.0) -> dict[str, Any]:
+    if not 0 < time_limit_s < float("inf"):
+        raise AllocationError(f"the time limit must be a number of seconds above 0, got {time_limit_s}")
+    if sizes is not None and any(n_jobs < 1 or n_workers < 1 for n_jobs, n_workers in sizes):
+        raise AllocationError(f"every instance needs at least one job and one worker, got {sizes}")
     runs = []
     for n_jobs, n_workers in sizes or [(100, 10), (1000, 100), (5000, 500)]:
         jobs, workers = instance(n_jobs, n_workers)

@@ -61,8 +61,11 @@ class Deployment(BaseModel):
             raise DeploymentError(f"the deployment has no {name} (it has: {', '.join(self.contracts)})") from None
 
     def save(self, path: Path) -> None:
+        """Write atomically beside `path`; refuse to replace anything but a regular file (e.g. /dev/null)."""
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"{path} exists and is not a regular file: give another --out")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(self.model_dump_json(indent=1) + "\n")
         tmp.replace(path)
 

@@ -68,6 +68,8 @@ def _account(role: RoleKey, dev_accounts: list, what: str):  # noqa: ANN001, ANN
         except (ValueError, TypeError):
             raise ConfigError(f"{what}: ${role.key_env} is not a valid private key") from None
     if role.dev_account is not None and dev_accounts:
+        if not 0 <= role.dev_account < len(dev_accounts):
+            raise ConfigError(f"{what}: no dev account {role.dev_account} (this dev chain has 0 to {len(dev_accounts) - 1})")
         return dev_accounts[role.dev_account]
     raise ConfigError(f"{what}: give key_env (or dev_account on a dev chain)")
 
@@ -85,7 +87,6 @@ def run(
     from llmos_chain.settings import load_settings
     from llmos_chain.store import Store
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = AgentConfig.load(config)
     _, conn, suite = open_suite(rpc, deployment)
     dev = conn.dev_accounts()
@@ -100,6 +101,7 @@ def run(
     accepts = AcceptPolicy(cfg.accepts.results, keystore.load_encryption_key(cfg.accepts.client_key), cfg.accepts.dispute_failed) \
         if cfg.accepts else None
     agent = Agent(suite, Store(cfg.state), owner, keystore if grants else None, grants, client, accepts, cfg.confirmations)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if once:
         report = agent.step()
         console.print(f"granted {report.granted}, refused {report.refused}, accepted {report.accepted}, "

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import typer
 
-from llmos_chain.cli.common import DEPLOYMENT, JSON, KEYSTORE, RPC, keystore, open_suite
+from llmos_chain.cli.common import DEPLOYMENT, JSON, KEYSTORE, RPC, UINT256_MAX, keystore, open_suite
 from llmos_chain.cli.output import console, emit_json, table
 
 
 def audit(
-    job: int = typer.Argument(..., help="Job id."),
+    job: int = typer.Argument(..., min=0, max=UINT256_MAX, help="Job id."),
     bundle: Path = typer.Option(None, "--bundle", help="The job's result bundle directory (sealed output, metrics, trajectory, attestation)."),
     source: str = typer.Option(None, "--from", help="Fetch the bundle from a coordinator's API URL or results directory instead."),
     data_key_id: str = typer.Option(None, "--data-key-id", help="Data owners: also decrypt the dataset and check its registered root."),

@@ -61,7 +61,7 @@ def crypto(
 @app.command("finetune")
 def finetune(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    steps: int = typer.Option(60, "--steps", help="Training steps per run (three runs each side, best kept)."),
+    steps: int = typer.Option(60, "--steps", min=1, help="Training steps per run (three runs each side, best kept)."),
     model: str = typer.Option("minilm-l6", "--model", help="minilm-l6 (the packaged pretrained MiniLM) or tiny-bert."),
 ) -> None:
     """Training tokens/s through the full worker runner beside a bare PyTorch loop (same model, data, batches).
@@ -99,19 +99,20 @@ def finetune(
 def alloc(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
     sizes: str = typer.Option("100x10,1000x100,5000x500", "--sizes", help="Comma-separated JOBSxWORKERS instances."),
-    time_limit: float = typer.Option(2.0, "--time-limit", help="Seconds per solve (5000-job instances get at least 30)."),
+    time_limit: float = typer.Option(2.0, "--time-limit", help="Seconds per solve, above 0 (5000-job instances get at least 30)."),
 ) -> None:
     """The allocation program on random fleets: solve time (model building included), the gap to the proven
     bound, and its cost against the greedy baseline. Target: 1,000×100 within 1 % of the bound in under 2 s."""
     from llmos_chain.bench.alloc import run
+    from llmos_chain.errors import ConfigError
 
+    if not 0 < time_limit < float("inf"):  # also refuses nan
+        raise ConfigError(f"--time-limit must be a number of seconds above 0, got {time_limit}")
     try:
         parsed = [tuple(int(n) for n in size.lower().split("x")) for size in sizes.split(",")]
         if any(len(p) != 2 or min(p) < 1 for p in parsed):
             raise ValueError
     except ValueError:
-        from llmos_chain.errors import ConfigError
-
         raise ConfigError(f"--sizes must look like 100x10,1000x100; got {sizes!r}") from None
     result = run([(p[0], p[1]) for p in parsed], time_limit_s=time_limit)
     if json_out:

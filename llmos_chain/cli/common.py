@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,11 +17,15 @@ from llmos_chain.chain.deploy import Deployment, Suite
 from llmos_chain.chain.market import MarketClient
 from llmos_chain.cli.output import err_console
 from llmos_chain.crypto.keys import Keystore
+from llmos_chain.errors import ConfigError
 from llmos_chain.settings import Settings, load_settings
+
+#: Largest value of the contracts' uint256 ids (jobs, datasets) and wei amounts.
+UINT256_MAX = 2**256 - 1
 
 RPC = typer.Option(None, "--rpc", help="JSON-RPC URL of the node (env LLMOS_RPC_URL).")
 DEPLOYMENT = typer.Option(None, "--deployment", help="Deployment file written by `llmos deploy` (env LLMOS_DEPLOYMENT).")
-DEV_ACCOUNT = typer.Option(0, "--dev-account", help="On a dev chain without LLMOS_PRIVATE_KEY: which funded dev account acts.")
+DEV_ACCOUNT = typer.Option(0, "--dev-account", min=0, help="On a dev chain without LLMOS_PRIVATE_KEY: which funded dev account acts.")
 KEYSTORE = typer.Option(None, "--keystore", help="Keystore directory (env LLMOS_KEYSTORE; default ~/.llmos/keystore).")
 JSON = typer.Option(False, "--json", help="Print one JSON object for scripts.")
 
@@ -29,11 +34,53 @@ def keystore(path: Path | None) -> Keystore:
     return Keystore(load_settings(keystore=path).keystore)
 
 
+def existing_keystore(path: Path | None) -> Keystore:
+    """The keystore, which must already exist (for commands that only read it)."""
+    store = keystore(path)
+    if not store.root.exists():
+        raise ConfigError(f"no keystore at {store.root} (--keystore / LLMOS_KEYSTORE): `llmos keys generate` creates one")
+    if not store.root.is_dir():
+        raise ConfigError(f"keystore {store.root} is not a directory")
+    return store
+
+
+#: URI schemes a worker can fetch from (what `llmos_chain.net` allows).
+FETCHABLE_SCHEMES = ("file", "http", "https")
+
+
+def check_uri(uri: str, what: str) -> str:
+    """A URI workers can fetch: file:///absolute/path or http(s)://host/…; anything else is a ConfigError."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in FETCHABLE_SCHEMES:
+        raise ConfigError(f"{what} must be a file://, http:// or https:// URI, got {uri!r}")
+    if parsed.scheme == "file" and (parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/")):
+        raise ConfigError(f"{what} must name an absolute local path (file:///path/to/file), got {uri!r}")
+    if parsed.scheme != "file" and not parsed.hostname:
+        raise ConfigError(f"{what} has no host: {uri!r}")
+    if any(c.isspace() for c in uri):
+        raise ConfigError(f"{what} must not contain whitespace, got {uri!r}")
+    return uri
+
+
+def check_output_file(path: Path, what: str, *, parents: bool = False) -> Path:
+    """Fail early, before any work, unless a file can be written at `path`: it is not a directory and its directory
+    exists (with `parents`: could be created, no file in the way)."""
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a directory: name a file")
+    parent = path.parent
+    if parents:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise ConfigError(f"{what} {path}: {parent} is not a directory")
+    elif not parent.is_dir():
+        raise ConfigError(f"{what}: directory {parent} does not exist" if not parent.exists() else f"{what}: {parent} is not a directory")
+    return path
+
+
 def open_suite(rpc: str | None, deployment: Path | None) -> tuple[Settings, Connection, Suite]:
     settings = load_settings(rpc_url=rpc, deployment=deployment)
     if settings.rpc_url == "embedded":
-        from llmos_chain.errors import ConfigError
-
         raise ConfigError("this command needs a lasting chain: pass --rpc URL (or set LLMOS_RPC_URL) and --deployment FILE")
     conn = connect(settings.rpc_url, timeout=settings.rpc_timeout_s)
     suite = Suite(conn.w3, Deployment.load(settings.deployment))

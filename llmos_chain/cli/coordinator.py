@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from pathlib import Path
 
@@ -17,49 +18,97 @@ app = typer.Typer(help="The provider's coordinator daemon (allocates, runs and s
 CONFIG = typer.Option(Path("coordinator.json"), "--config", help="Coordinator config file (JSON): workers, paths, solver, API.")
 
 
-def _build(rpc: str | None, deployment: Path | None, config_path: Path, dev_account: int):  # noqa: ANN202
-    from eth_account import Account
-
+def _load_config(config_path: Path):  # noqa: ANN202
     from llmos_chain.market.config import CoordinatorConfig
-    from llmos_chain.market.coordinator import Coordinator, WorkerConfig
-    from llmos_chain.market.executor import Executor, WorkerCommand
-    from llmos_chain.settings import load_settings
-    from llmos_chain.store import Store
 
     config = CoordinatorConfig.load(config_path)
+    if not config.workers:
+        raise ConfigError(f"coordinator config {config_path}: `workers` is empty: list at least one worker")
+    return config
+
+
+def _prepare(rpc: str | None, deployment: Path | None, config, config_path: Path, dev_account: int):  # noqa: ANN001, ANN202
+    """Everything a coordinator needs, checked, with nothing created yet (no state file, no log directory)."""
+    from eth_account import Account
+
+    from llmos_chain.crypto.keys import Keystore
+    from llmos_chain.market.coordinator import WorkerConfig
+    from llmos_chain.market.executor import WorkerCommand
+    from llmos_chain.settings import load_settings
+
     settings, conn, suite = open_suite(rpc, deployment)
-    operator = settings.account(conn.dev_accounts(), dev_account)
-    keystore = config.keystore or load_settings().keystore
+    dev = conn.dev_accounts()
+    operator = settings.account(dev, dev_account)
+    keystore = Path(config.keystore or load_settings().keystore).expanduser()
     workers = []
     for entry in config.workers:
         if entry.signer_key_env:
             key = os.environ.get(entry.signer_key_env)
             if not key:
                 raise ConfigError(f"worker {entry.address}: ${entry.signer_key_env} is not set")
-        elif entry.dev_account is not None and conn.dev_accounts():
-            key = conn.dev_accounts()[entry.dev_account].key.hex()
+        elif entry.dev_account is not None and dev:
+            if not 0 <= entry.dev_account < len(dev):
+                raise ConfigError(f"worker {entry.address}: no dev account {entry.dev_account} "
+                                  f"(this dev chain has 0 to {len(dev) - 1}) in {config_path}")
+            key = dev[entry.dev_account].key.hex()
         else:
             raise ConfigError(f"worker {entry.address}: give signer_key_env (or dev_account on a dev chain)")
-        if Account.from_key(key).address.lower() != entry.address.lower():
+        try:
+            signer = Account.from_key(key)
+        except (ValueError, TypeError):
+            raise ConfigError(f"worker {entry.address}: ${entry.signer_key_env} is not a valid private key") from None
+        if signer.address.lower() != entry.address.lower():
             raise ConfigError(f"worker {entry.address}: its signing key belongs to another address")
-        command = WorkerCommand(settings.rpc_url, settings.deployment.resolve(), Path(keystore).expanduser(), entry.enc_key,
+        Keystore(keystore).load_encryption_key(entry.enc_key)  # its process decrypts with it: missing is an error now
+        command = WorkerCommand(settings.rpc_url, settings.deployment.resolve(), keystore, entry.enc_key,
                                 config.results.resolve(), config.work_dir.resolve(), {"LLMOS_PRIVATE_KEY": "0x" + key.removeprefix("0x")},
                                 file_roots=tuple(Path(r).expanduser().resolve() for r in config.file_roots))
         workers.append(WorkerConfig(entry.address, entry.gpus, entry.mem_gib, entry.price_per_gpu_hour_wei, entry.speed,
                                     entry.worker_class, tuple(entry.gpu_slots), command))
+    return suite, operator, workers, keystore
+
+
+def _build(rpc: str | None, deployment: Path | None, config, config_path: Path, dev_account: int):  # noqa: ANN001, ANN202
+    from llmos_chain.market.coordinator import Coordinator
+    from llmos_chain.market.executor import Executor
+    from llmos_chain.store import Store
+
+    suite, operator, workers, _ = _prepare(rpc, deployment, config, config_path, dev_account)
     executor = Executor(workers[0].command, config.logs.resolve(), config.job_time_limit_s)
-    coordinator = Coordinator(suite, Store(config.state), operator, workers, executor, config.confirmations, config.solver,
-                              config.solve_time_limit_s, config.token_prices, config.withdraw)
-    return config, coordinator
+    return Coordinator(suite, Store(config.state), operator, workers, executor, config.confirmations, config.solver,
+                       config.solve_time_limit_s, config.token_prices, config.withdraw)
 
 
-def _serve(coordinator, host: str, port: int) -> threading.Thread:  # noqa: ANN001
+def _bind_api(config, config_path: Path) -> socket.socket:  # noqa: ANN001
+    """The API's listening socket, bound now, before anything else happens: a port in use (another coordinator,
+    most likely) stops the command here instead of leaving a daemon without its API."""
+    try:
+        infos = socket.getaddrinfo(config.api_host, config.api_port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"api_host {config.api_host!r} in {config_path} does not resolve: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT leftovers are no obstacle
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"the API address {config.api_host}:{config.api_port} is in use ({exc.strerror}): is another "
+                          f"coordinator running? Set api_port in {config_path}, or pass --no-api") from None
+    return sock
+
+
+def _server(coordinator, config):  # noqa: ANN001, ANN202
     import uvicorn
 
     from llmos_chain.api import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(coordinator), host=host, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    return uvicorn.Server(uvicorn.Config(create_app(coordinator), host=config.api_host, port=config.api_port, log_level="warning"))
+
+
+def _serve(coordinator, config, sock: socket.socket) -> threading.Thread:  # noqa: ANN001
+    server = _server(coordinator, config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     return thread
 
@@ -73,32 +122,41 @@ def run(
     api: bool = typer.Option(True, "--api/--no-api", help="Serve the read-only API beside the daemon."),
     once: bool = typer.Option(False, "--once", help="Do one pass and exit (for cron jobs and checks)."),
 ) -> None:
-    """Run the daemon in the foreground: follow the chain, allocate open jobs, run granted ones, submit results."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg, coordinator = _build(rpc, deployment, config, dev_account)
-    if once:
-        report = coordinator.step()
-        console.print(f"events {report.new_events}, assigned {report.assigned}, started {report.started}, finished {report.finished}")
-        return
-    if api:
-        _serve(coordinator, cfg.api_host, cfg.api_port)
-        console.print(f"API on http://{cfg.api_host}:{cfg.api_port} (docs at /docs)")
-    console.print(f"coordinating {len(coordinator.workers)} worker(s); Ctrl-C stops")
+    """Run the daemon in the foreground: follow the chain, allocate open jobs, run granted ones, submit results.
+
+    The API's port is taken first: if it is in use (another coordinator?) the command stops before doing anything."""
+    cfg = _load_config(config)
+    sock = _bind_api(cfg, config) if api and not once else None
     try:
-        coordinator.run_forever(cfg.poll_interval_s)
-    except KeyboardInterrupt:
-        console.print("stopping: running jobs keep their state and resume on the next start")
+        coordinator = _build(rpc, deployment, cfg, config, dev_account)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        if once:
+            report = coordinator.step()
+            console.print(f"events {report.new_events}, assigned {report.assigned}, started {report.started}, finished {report.finished}")
+            return
+        if sock is not None:
+            _serve(coordinator, cfg, sock)
+            console.print(f"API on http://{cfg.api_host}:{cfg.api_port} (docs at /docs)")
+        console.print(f"coordinating {len(coordinator.workers)} worker(s); Ctrl-C stops")
+        try:
+            coordinator.run_forever(cfg.poll_interval_s)
+        except KeyboardInterrupt:
+            console.print("stopping: running jobs keep their state and resume on the next start")
+    finally:
+        if sock is not None:
+            sock.close()
 
 
 @app.command("serve")
 def serve(rpc: str = RPC, deployment: Path = DEPLOYMENT, config: Path = CONFIG, dev_account: int = DEV_ACCOUNT) -> None:
-    """Serve only the read-only API over the coordinator's state."""
-    import uvicorn
-
-    from llmos_chain.api import create_app
-
-    cfg, coordinator = _build(rpc, deployment, config, dev_account)
-    uvicorn.run(create_app(coordinator), host=cfg.api_host, port=cfg.api_port, log_level="warning")
+    """Serve only the read-only API over the coordinator's state (its port is taken first, before anything else)."""
+    cfg = _load_config(config)
+    sock = _bind_api(cfg, config)
+    try:
+        coordinator = _build(rpc, deployment, cfg, config, dev_account)
+        _server(coordinator, cfg).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 @app.command("register")
@@ -115,16 +173,18 @@ def register(
     from llmos_chain.chain.contracts import Sender, call
     from llmos_chain.chain.market import MarketClient, WorkerParams
     from llmos_chain.crypto.keys import Keystore
-    from llmos_chain.settings import load_settings
 
     try:
-        stake_wei = int(Decimal(stake) * 10**18)
+        amount = Decimal(stake)
     except InvalidOperation:
-        raise ConfigError(f"--stake-eth must be a number, got {stake!r}") from None
-    cfg, coordinator = _build(rpc, deployment, config, dev_account)
-    suite = coordinator.suite
-    client = MarketClient(suite, Sender(suite.w3, coordinator.operator))
-    keystore = Keystore(Path(cfg.keystore or load_settings().keystore).expanduser())
+        amount = Decimal("nan")
+    if not amount.is_finite() or amount < 0 or amount * 10**18 != int(amount * 10**18) or amount * 10**18 >= 2**256:
+        raise ConfigError(f"--stake-eth must be a number of ETH, at least 0 and at most 18 decimals, got {stake!r}")
+    stake_wei = int(amount * 10**18)
+    cfg = _load_config(config)
+    suite, operator, _, keystore_dir = _prepare(rpc, deployment, cfg, config, dev_account)  # registering needs no state file
+    client = MarketClient(suite, Sender(suite.w3, operator))
+    keystore = Keystore(keystore_dir)
     for entry in cfg.workers:
         if int(call(suite.workers.functions.idOf(entry.address))) != 0:
             console.print(f"{entry.address}: already registered")

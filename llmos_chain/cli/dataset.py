@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import typer
 
-from llmos_chain.cli.common import DEPLOYMENT, DEV_ACCOUNT, JSON, KEYSTORE, RPC, acting, byte_progress, keystore, tx_hex
-from llmos_chain.cli.output import console, emit_json, table
+from llmos_chain.cli.common import (
+    DEPLOYMENT,
+    DEV_ACCOUNT,
+    JSON,
+    KEYSTORE,
+    RPC,
+    UINT256_MAX,
+    acting,
+    byte_progress,
+    check_output_file,
+    check_uri,
+    keystore,
+    tx_hex,
+)
+from llmos_chain.cli.output import console, emit_json, table, warn
 from llmos_chain.crypto import stream
 from llmos_chain.crypto.fetch import fetch
 from llmos_chain.datasets import Manifest, grant_access, manifest_path, register_dataset, seal_dataset
-from llmos_chain.errors import ConfigError
+from llmos_chain.errors import ConfigError, SealedDataError
 
 app = typer.Typer(help="Sealed datasets: seal and open files, register them on-chain, grant access to an assigned worker or drop it.", no_args_is_help=True)
+DATASET = typer.Argument(..., min=0, max=UINT256_MAX, help="Dataset id.")
 
 
 def _hex32(value: str | None, what: str) -> bytes | None:
@@ -35,17 +50,46 @@ def seal(
     src: Path = typer.Argument(..., help="Plaintext file (JSONL, CSV, …)."),
     dst: Path = typer.Argument(..., help="Where to write the sealed file; its manifest goes to DST.json."),
     key_id: str = typer.Option(None, "--key-id", help="Seal under this existing data key instead of a new one."),
-    chunk_size: int = typer.Option(stream.DEFAULT_CHUNK_SIZE, "--chunk-size", help="Plaintext bytes per chunk."),
+    chunk_size: int = typer.Option(stream.DEFAULT_CHUNK_SIZE, "--chunk-size", min=1, max=stream.MAX_CHUNK_SIZE,
+                                   help="Plaintext bytes per chunk."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing DST. Its manifest is kept as DST.json.replaced-KEYID "
+                               "and its data key stays in the keystore."),
     keystore_dir: Path = KEYSTORE,
     json_out: bool = JSON,
 ) -> None:
-    """Encrypt a file in the sealed format; the data key stays in the keystore, the hashes go to the manifest."""
+    """Encrypt a file in the sealed format; the data key stays in the keystore, the hashes go to the manifest.
+
+    An existing DST (or DST.json) is never replaced without --force: its manifest and key are what opens it."""
     if not src.is_file():
         raise ConfigError(f"no such file: {src}")
-    with byte_progress(f"sealing {src.name}", src.stat().st_size, enabled=not json_out) as progress:
-        manifest = seal_dataset(src, dst, keystore(keystore_dir), key_id, chunk_size, progress)  # type: ignore[arg-type]
+    check_output_file(dst, "DST")
+    manifest_file = manifest_path(dst)
+    if src.resolve() in (dst.resolve(), manifest_file.resolve()):
+        raise ConfigError(f"DST {dst} would overwrite the plaintext SRC {src}")
+    existing = [p for p in (dst, manifest_file) if p.exists() or p.is_symlink()]
+    if existing and not force:
+        raise ConfigError(f"{existing[0]} already exists{_sealed_under(manifest_file)}: refusing to replace it "
+                          "(pass --force to replace it; its manifest is then kept beside it)")
+    store = keystore(keystore_dir)
+    if key_id is None:
+        # The new key is in the keystore before a byte is sealed under it: a sealed file never outlives its key.
+        key_id = store.save_data_key(stream.new_data_key())
+    else:
+        store.load_data_key(key_id)  # fails now, before anything is written, if it is missing
+    kept = _keep_manifest(manifest_file) if force and manifest_file.is_file() else None
+    try:
+        with byte_progress(f"sealing {src.name}", src.stat().st_size, enabled=not json_out) as progress:
+            manifest = seal_dataset(src, dst, store, key_id, chunk_size, progress)  # type: ignore[arg-type]
+    except BaseException:
+        if kept is not None:  # nothing was replaced: drop the copy
+            kept.unlink(missing_ok=True)
+        raise
+    if existing:
+        warn(f"replaced {dst}{_sealed_under(kept) if kept else ''}"
+             + (f"; its manifest is kept as {kept}, its data key stays in the keystore" if kept else ""))
     if json_out:
-        emit_json({**manifest.__dict__, "sealed": str(dst), "manifest": str(manifest_path(dst))})
+        emit_json({**manifest.__dict__, "sealed": str(dst), "manifest": str(manifest_file),
+                   **({"replaced_manifest": str(kept)} if kept else {})})
         return
     table(f"Sealed {src} → {dst}", ["field", "value"], [
         ["content root", manifest.content_root], ["cipher hash", manifest.cipher_hash], ["key id", manifest.key_id],
@@ -53,14 +97,55 @@ def seal(
     ])
 
 
+def _sealed_under(manifest_file: Path) -> str:
+    """' (sealed under key K)' from a manifest, or '' when there is none to read."""
+    try:
+        return f" (sealed under key {Manifest.load(manifest_file).key_id})"
+    except ConfigError:
+        return ""
+
+
+def _keep_manifest(manifest_file: Path) -> Path:
+    """Copy a manifest that is about to be replaced to DST.json.replaced-KEYID (never over another copy)."""
+    try:
+        tag = Manifest.load(manifest_file).key_id
+    except ConfigError:
+        tag = "unknown-key"
+    kept = manifest_file.with_name(f"{manifest_file.name}.replaced-{tag}")
+    n = 1
+    while kept.exists() or kept.is_symlink():
+        n += 1
+        kept = manifest_file.with_name(f"{manifest_file.name}.replaced-{tag}.{n}")
+    shutil.copyfile(manifest_file, kept)
+    return kept
+
+
+#: The manifest fields `dataset inspect` checks against the sealed file itself.
+_CHECKED = ("cipher_hash", "key_id", "plaintext_size", "sealed_size", "chunks", "chunk_size")
+
+
 @app.command("inspect")
 def inspect_cmd(sealed: Path = typer.Argument(..., help="Sealed file."), json_out: bool = JSON) -> None:
-    """Show a sealed file's header and hashes; needs no key."""
+    """Show a sealed file's header and hashes; needs no key. With its manifest (DST.json) beside it, the file must
+    match it (cipher hash, key id, sizes): a mismatch exits 1."""
+    if sealed.is_dir():
+        raise ConfigError(f"{sealed} is a directory, not a sealed file")
     info = stream.inspect(sealed)
+    manifest_file = manifest_path(sealed)
+    mismatches: list[str] = []
+    if manifest_file.is_file():
+        manifest = Manifest.load(manifest_file)
+        for field in _CHECKED:
+            expected, got = getattr(manifest, field), info[field]
+            if str(expected).lower() != str(got).lower():
+                mismatches.append(f"{field} {got} (manifest: {expected})")
+        info = {**info, "manifest": str(manifest_file), "manifest_matches": not mismatches}
     if json_out:
         emit_json(info)
-        return
-    table(f"{sealed}", ["field", "value"], [[k, v] for k, v in info.items()])
+    else:
+        table(f"{sealed}", ["field", "value"], [[k, v] for k, v in info.items()])
+    if mismatches:
+        raise SealedDataError(f"{sealed} does not match its manifest {manifest_file}: {'; '.join(mismatches)}")
 
 
 @app.command("open")
@@ -77,6 +162,8 @@ def open_cmd(
 
     With `--out -` the file is verified completely first (every chunk and the content root) and only then
     decrypted to stdout, so a tampered file writes nothing; this reads the file twice."""
+    if out != "-":
+        check_output_file(Path(out), "--out")
     data_key = keystore(keystore_dir).load_data_key(key_id)
     expected_hash = _hex32(cipher_hash, "--cipher-hash")
     root = _hex32(expect_root, "--expect-root")
@@ -130,6 +217,7 @@ def register(
     json_out: bool = JSON,
 ) -> None:
     """Record the dataset's content root, cipher hash, size and URI in the DatasetRegistry."""
+    check_uri(uri, "--uri")
     manifest = Manifest.load(manifest_path(sealed))
     stream.verify_cipher_hash(sealed, manifest.cipher_bytes())
     owner = acting(rpc, deployment, dev_account)
@@ -144,8 +232,8 @@ def register(
 
 @app.command("grant")
 def grant(
-    dataset_id: int = typer.Argument(..., help="Dataset id."),
-    job: int = typer.Option(..., "--job", help="The job whose assigned worker gets access."),
+    dataset_id: int = DATASET,
+    job: int = typer.Option(..., "--job", min=0, max=UINT256_MAX, help="The job whose assigned worker gets access."),
     key_id: str = typer.Option(..., "--key-id", help="The dataset's data key id."),
     keystore_dir: Path = KEYSTORE,
     rpc: str = RPC,
@@ -169,8 +257,8 @@ def grant(
 
 @app.command("drop")
 def drop(
-    dataset_id: int = typer.Argument(..., help="Dataset id."),
-    job: int = typer.Option(..., "--job", help="The assigned job whose worker you refuse."),
+    dataset_id: int = DATASET,
+    job: int = typer.Option(..., "--job", min=0, max=UINT256_MAX, help="The assigned job whose worker you refuse."),
     rpc: str = RPC,
     deployment: Path = DEPLOYMENT,
     dev_account: int = DEV_ACCOUNT,

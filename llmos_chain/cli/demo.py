@@ -32,8 +32,19 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with every job."),
 ) -> None:
     """Run the whole marketplace once: providers, a sealed dataset, three fine-tuning jobs, grants, results, audits, payouts."""
+    from llmos_chain.chain.connect import EMBEDDED, connect
     from llmos_chain.demo import run_demo
+    from llmos_chain.errors import ConfigError
 
+    # Checked before the demo creates its work directory: a bad flag leaves nothing behind.
+    if workdir is not None:
+        existing = workdir
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ConfigError(f"--workdir {workdir}: {existing} is not a directory")
+    if rpc != EMBEDDED:
+        connect(rpc)  # a URL that is not one, or a node that does not answer, is an error now
     if json_out:
         emit_json(run_demo(rpc, workdir))
         return

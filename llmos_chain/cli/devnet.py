@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from llmos_chain.cli.common import check_output_file
 from llmos_chain.cli.output import console, emit_json, table
 from llmos_chain.errors import ConfigError
 
@@ -29,10 +30,11 @@ def _port_free(port: int) -> bool:
 
 
 def devnet(
-    port: int = typer.Option(8545, "--port", help="Port for anvil's JSON-RPC on 127.0.0.1."),
+    port: int = typer.Option(8545, "--port", min=1, max=65535, help="Port for anvil's JSON-RPC on 127.0.0.1."),
     out: Path = typer.Option(Path("deployment.json"), "--out", help="Where to write the deployment file."),
     state: Path = typer.Option(None, "--state", help="Load the chain from this file and save it there on exit (anvil --state)."),
-    block_time: float = typer.Option(None, "--block-time", help="Mine a block every N seconds (default: one per transaction)."),
+    block_time: float = typer.Option(None, "--block-time", min=0.001, max=86400.0,
+                                     help="Mine a block every N seconds (default: one per transaction)."),
     json_out: bool = typer.Option(False, "--json", help="Print the deployment and accounts as one JSON object once it is up."),
 ) -> None:
     """Start anvil, deploy the contracts (with a test ERC-20), fund the dev accounts, write the deployment file, stay up.
@@ -44,6 +46,9 @@ def devnet(
     from llmos_chain.chain.deploy import DeployParams, Deployment, Suite, deploy_suite
     from llmos_chain.chain.devchain import Anvil
 
+    check_output_file(out, "--out", parents=True)
+    if state is not None:
+        check_output_file(state, "--state")
     if not _port_free(port):
         raise ConfigError(f"port {port} is in use on 127.0.0.1: pick another with --port")
     stop = threading.Event()

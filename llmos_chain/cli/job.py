@@ -13,13 +13,31 @@ import blake3
 import typer
 
 from llmos_chain.chain.market import JobRequest, MarketClient, ZERO_ADDRESS, get_job
-from llmos_chain.cli.common import DEPLOYMENT, DEV_ACCOUNT, JSON, KEYSTORE, RPC, acting, keystore, open_suite, tx_hex
+from llmos_chain.cli.common import (
+    DEPLOYMENT,
+    DEV_ACCOUNT,
+    JSON,
+    KEYSTORE,
+    RPC,
+    UINT256_MAX,
+    acting,
+    check_output_file,
+    check_uri,
+    keystore,
+    open_suite,
+    tx_hex,
+)
 from llmos_chain.cli.output import console, emit_json, table
-from llmos_chain.errors import ConfigError, SealedDataError
+from llmos_chain.errors import ChainError, ConfigError, SealedDataError
 
 app = typer.Typer(help="The client's side of a job: post it, follow it, accept or dispute the result, fetch the model.",
                   no_args_is_help=True)
-JOB = typer.Argument(..., help="Job id.")
+JOB = typer.Argument(..., min=0, max=UINT256_MAX, help="Job id.")
+#: The widths of the fields of a job request on chain (IJobMarket.JobRequest).
+UINT96_MAX, UINT32_MAX = 2**96 - 1, 2**32 - 1
+#: Slack between the latest block's time (the deadline's base) and the block the post lands in: the contract wants a
+#: whole run window between that block and the deadline.
+POST_SLACK_S = 60
 
 
 def _done(json_out: bool, job_id: int, action: str, receipt: Any, client: MarketClient) -> None:
@@ -32,15 +50,15 @@ def _done(json_out: bool, job_id: int, action: str, receipt: Any, client: Market
 
 @app.command("post")
 def post(
-    dataset: int = typer.Option(..., "--dataset", help="Registered dataset id to fine-tune on."),
+    dataset: int = typer.Option(..., "--dataset", min=1, max=2**64 - 1, help="Registered dataset id to fine-tune on."),
     recipe: Path = typer.Option(..., "--recipe", help="Recipe file (JSON); its canonical hash goes on chain."),
     recipe_uri: str = typer.Option(None, "--recipe-uri", help="Where workers fetch the recipe (default: file:// of --recipe)."),
     client_key: str = typer.Option(..., "--client-key", help="Name of your encryption key in the keystore: the output is sealed to it."),
-    amount: int = typer.Option(..., "--amount", help="Escrow in wei (or token base units with --token)."),
+    amount: int = typer.Option(..., "--amount", min=1, max=UINT96_MAX, help="Escrow in wei (or token base units with --token)."),
     gpus: int = typer.Option(1, "--gpus", min=1, max=255, help="GPUs the job needs."),
-    mem: int = typer.Option(16, "--mem", min=1, help="GPU memory per GPU, GiB."),
-    hours: float = typer.Option(24.0, "--hours", min=0.01, help="Deadline: this many hours from now."),
-    run_hours: float = typer.Option(6.0, "--run-hours", min=0.001,
+    mem: int = typer.Option(16, "--mem", min=1, max=2**16 - 1, help="GPU memory per GPU, GiB."),
+    hours: float = typer.Option(24.0, "--hours", min=0.01, max=10**6, help="Deadline: this many hours from now."),
+    run_hours: float = typer.Option(6.0, "--run-hours", min=0.001, max=UINT32_MAX // 3600,
                                     help="The worker's run window, from the grant: it is slashed if it holds the data this long "
                                          "without a result. No grant is possible once a full window no longer fits before the deadline."),
     challenge_window: int = typer.Option(3600, "--challenge-window", min=0, max=2**24 - 1,
@@ -52,34 +70,57 @@ def post(
     dev_account: int = DEV_ACCOUNT,
     json_out: bool = JSON,
 ) -> None:
-    """Post a fine-tuning job with its escrow; prints the job id."""
+    """Post a fine-tuning job with its escrow; prints the job id.
+
+    Everything is checked before the first transaction (the dataset exists, the token is an ERC-20, the balance
+    covers the escrow), so a refused post leaves the chain as it was."""
+    from web3 import Web3
+
     from llmos_chain.basemodel import base_model_hash
+    from llmos_chain.chain.contracts import abi, call
     from llmos_chain.recipe import Recipe
 
+    # Local checks first: nothing is read from the chain for a request that cannot be right.
+    run_time = max(1, int(run_hours * 3600))
+    if run_time + POST_SLACK_S > int(hours * 3600):
+        raise ConfigError(f"--run-hours ({run_hours}) must fit before the deadline (--hours {hours}), with a minute to spare")
+    if recipe_uri is not None:
+        check_uri(recipe_uri, "--recipe-uri")
+    if token is not None and not Web3.is_address(token):
+        raise ConfigError(f"--token must be an address, got {token!r}")
     parsed = Recipe.load(recipe)
     base_hash = base_model_hash(parsed.base_model, parsed.hyper.seed)
     key = keystore(keystore_dir).load_encryption_key(client_key)
     client = acting(rpc, deployment, dev_account)
     w3 = client.suite.w3
+    # Then what the contract would refuse, read before anything is sent (approval, client key, post).
+    if not call(client.suite.datasets.functions.exists(dataset)):
+        raise ConfigError(f"no dataset {dataset} in the DatasetRegistry (--dataset)")
     pay_in = ZERO_ADDRESS
-    if token:
-        from web3 import Web3
-
-        if not Web3.is_address(token):
-            raise ConfigError(f"--token must be an address, got {token!r}")
+    erc20 = None
+    if token is not None:
         pay_in = Web3.to_checksum_address(token)
-        from llmos_chain.chain.contracts import abi
-
-        erc20 = w3.eth.contract(pay_in, abi=abi("TestToken"))  # only the ERC-20 part (allowance, approve) is used
-        if int(erc20.functions.allowance(client.address, client.suite.market.address).call()) < amount:
-            client.sender.transact(erc20.functions.approve(client.suite.market.address, amount))
+        if not bytes(w3.eth.get_code(pay_in)):
+            raise ConfigError(f"--token {pay_in} has no contract code on this chain: not an ERC-20")
+        erc20 = w3.eth.contract(pay_in, abi=abi("TestToken"))  # only the ERC-20 part (balanceOf, allowance, approve) is used
+        try:
+            balance = int(call(erc20.functions.balanceOf(client.address)))
+            allowance = int(call(erc20.functions.allowance(client.address, client.suite.market.address)))
+        except ChainError:
+            raise ConfigError(f"--token {pay_in} does not answer as an ERC-20 (balanceOf, allowance)") from None
+        if balance < amount:
+            raise ConfigError(f"{client.address} holds {balance:,} of token {pay_in}, less than the escrow {amount:,}")
+    else:
+        balance = int(w3.eth.get_balance(client.address))
+        if balance < amount:
+            raise ConfigError(f"{client.address} holds {balance:,} wei, less than the escrow {amount:,} wei (and gas)")
     now = int(w3.eth.get_block("latest")["timestamp"])
-    run_time = max(1, int(run_hours * 3600))
-    if run_time > int(hours * 3600):
-        raise ConfigError(f"--run-hours ({run_hours}) must fit before the deadline (--hours {hours})")
+    deadline = now + int(hours * 3600)  # --hours' bound keeps it far inside the contract's 40-bit timestamps
+    if erc20 is not None and allowance < amount:
+        client.sender.transact(erc20.functions.approve(client.suite.market.address, amount))
     key_id = client.ensure_client_key(key.kind, key.public_bytes())  # registered once, then named by id
     request = JobRequest(dataset, base_hash, parsed.hash(), recipe_uri or recipe.resolve().as_uri(), gpus, mem,
-                         now + int(hours * 3600), challenge_window, amount, key_id, pay_in, run_time)
+                         deadline, challenge_window, amount, key_id, pay_in, run_time)
     job_id, receipt = client.post_job(request)
     if json_out:
         emit_json({"job": job_id, "tx": tx_hex(receipt), "gas": int(receipt["gasUsed"]), "client_key_id": key_id,
@@ -169,13 +210,13 @@ def fetch_cmd(
     from llmos_chain.crypto.keys import OutputContext, unwrap_key
     from llmos_chain.results import fetch_bundle
 
+    target = check_output_file(out or Path(f"job-{job}.safetensors"), "--out")  # before any download
     _, conn, suite = open_suite(rpc, deployment)
     view = get_job(suite, job)
     submitted = suite.market.events.ResultSubmitted().get_logs(from_block=suite.deployment.start_block, argument_filters={"jobId": job})
     if not submitted:
         raise ConfigError(f"job {job} has no submitted result (state {view.state.name.lower()})")
     key = keystore(keystore_dir).load_encryption_key(client_key)
-    target = out or Path(f"job-{job}.safetensors")
     with tempfile.TemporaryDirectory(prefix="llmos-fetch-") as tmp:
         bundle = fetch_bundle(source, job, Path(tmp))
         sealed = (bundle / "output.sealed").read_bytes()
@@ -197,8 +238,7 @@ def fetch_cmd(
         if "0x" + blake3.blake3(bytes(model)).hexdigest() != weights_hash.lower():
             model[:] = bytes(len(model))
             raise SealedDataError(f"the decrypted model does not hash to the attested weights hash {weights_hash}")
-        if not target.parent.is_dir():
-            raise ConfigError(f"--out: directory {target.parent} does not exist")
+        check_output_file(target, "--out")  # again: it may have changed while downloading
         partial = target.with_name(target.name + ".partial")
         try:
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from llmos_chain.cli.common import JSON, KEYSTORE, keystore
+from llmos_chain.cli.common import JSON, KEYSTORE, existing_keystore, keystore
 from llmos_chain.cli.output import console, emit_json, table
 from llmos_chain.crypto.keys import EncryptionKey, KeyKind
 
@@ -34,8 +34,8 @@ def generate(
 
 @app.command("list")
 def list_keys(keystore_dir: Path = KEYSTORE, json_out: bool = JSON) -> None:
-    """List the keystore's encryption keys (names, kinds, public keys)."""
-    keys = keystore(keystore_dir).encryption_keys()
+    """List the keystore's encryption keys (names, kinds, public keys); a missing keystore is an error."""
+    keys = existing_keystore(keystore_dir).encryption_keys()
     if json_out:
         emit_json({"keys": [{**k, "public": "0x" + k["public"]} for k in keys]})
         return
@@ -45,7 +45,7 @@ def list_keys(keystore_dir: Path = KEYSTORE, json_out: bool = JSON) -> None:
 @app.command("export")
 def export(name: str = typer.Argument(..., help="Key name."), keystore_dir: Path = KEYSTORE, json_out: bool = JSON) -> None:
     """Print a public key in the form WorkerRegistry and JobMarket store (hex)."""
-    key = keystore(keystore_dir).load_encryption_key(name)
+    key = existing_keystore(keystore_dir).load_encryption_key(name)
     public = "0x" + key.public_bytes().hex()
     if json_out:
         emit_json({"name": name, "kind": key.kind.value, "key_kind": key.kind.chain_value, "public_key": public})

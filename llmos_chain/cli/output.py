@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -27,5 +28,15 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     console.print(t)
 
 
+def one_line(message: str) -> str:
+    """A message as one line: an error is one line on stderr, whatever a library put in it (pydantic's are multi-line)."""
+    return " | ".join(part.strip() for part in str(message).splitlines() if part.strip()) or "unknown error"
+
+
 def error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """A note on stderr that is not an error (the command goes on, or has done what was asked)."""
+    err_console.print(f"[yellow]note:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
