@@ -110,3 +110,37 @@ def test_a_refused_job_reassigned_after_the_grant_timeout_is_decided_afresh(setu
     assert report.granted == [job]  # the cap counts other jobs, not this job's earlier refusal
     assert w.job(job).state is JobState.RUNNING
     assert sorted(d["verdict"] for d in agent.decisions()) == ["granted", "refused"]  # one decision per assignment
+
+
+def test_the_workers_allow_list_is_enforced(setup: Setup, intents_jsonl: bytes) -> None:
+    w = setup.world
+    dataset_id, manifest = _dataset(setup, intents_jsonl)
+    other_operator, other_signer = _other_provider(w)
+    allowed, other = w.post(dataset_id=dataset_id), w.post(dataset_id=dataset_id)
+    w.assign(allowed, worker=setup.signer.address)
+    w.assign(other, operator=other_operator, worker=other_signer.address)
+    policy = GrantPolicy({dataset_id: manifest.key_id}, workers=frozenset({setup.signer.address.lower()}))
+    agent = Agent(w.suite, Store(setup.tmp / "agent.db"), owner=w.owner, keystore=setup.store, grants=policy)
+    report = agent.step()
+    assert report.granted == [allowed] and report.refused == [other]
+    assert w.job(other).state is JobState.ASSIGNED
+    assert "not on the allow list" in {d["job_id"]: d["detail"] for d in agent.decisions()}[other]
+
+
+def test_a_worker_registered_with_an_unusable_key_is_refused_and_the_agent_goes_on(setup: Setup, intents_jsonl: bytes) -> None:
+    """v1: a worker registered with 32 zero bytes (a low-order X25519 point) made the agent raise on every step."""
+    from llmos_chain.chain.market import WorkerParams
+    from tests.helpers import STAKE
+
+    w = setup.world
+    dataset_id, manifest = _dataset(setup, intents_jsonl)
+    bad_signer = w.accounts[7]
+    w.act(w.stranger).register_worker(bad_signer.address, WorkerParams(bad_signer.address, "CPU", 1, 24, 1, bytes(32)), STAKE)
+    poisoned, honest = w.post(dataset_id=dataset_id), w.post(dataset_id=dataset_id)
+    w.assign(poisoned, operator=w.stranger, worker=bad_signer.address)
+    w.assign(honest, worker=setup.signer.address)
+    agent = Agent(w.suite, Store(setup.tmp / "agent.db"), owner=w.owner, keystore=setup.store,
+                  grants=GrantPolicy({dataset_id: manifest.key_id}))
+    report = agent.step()
+    assert report.granted == [honest] and report.refused == [poisoned]
+    assert "low-order point" in {d["job_id"]: d["detail"] for d in agent.decisions()}[poisoned]
