@@ -68,7 +68,11 @@ def test_bench_finetune_interface() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
     assert {"runner_tokens_per_s", "bare_tokens_per_s", "overhead", "device", "model"} <= set(result)
-    assert result["overhead"] == pytest.approx((result["bare_tokens_per_s"] - result["runner_tokens_per_s"]) / result["bare_tokens_per_s"])
+    # it ran what was asked, on real tokens, and both sides measured work (not a formula this test defines)
+    assert result["model"] == "tiny-bert" and result["steps"] == 8 and result["device"] == "cpu"
+    assert result["tokens_per_run"] > 0 and 0 < result["runner_tokens_per_s"] < 1e9 and 0 < result["bare_tokens_per_s"] < 1e9
+    # the runner's training loop uses the same kernels as the bare loop: being under half its speed is a regression
+    assert result["runner_tokens_per_s"] > 0.5 * result["bare_tokens_per_s"]
 
 
 @pytest.mark.anvil
