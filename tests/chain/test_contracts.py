@@ -13,7 +13,9 @@ from tests.helpers import World, reverts
 
 def test_error_table_knows_every_custom_error() -> None:
     names = {entry["name"] for entry in error_table().values()}
-    assert {"JobNotFound", "WorkerNotOperator", "DatasetGrantActive", "OwnableUnauthorizedAccount", "Error", "Panic"} <= names
+    assert {"JobNotFound", "JobTooLateToStart", "JobRetakeTooSoon", "WorkerHoldsJobs", "DatasetNotOwner", "TestSmartWalletNotOwner",
+            "ERC20InsufficientAllowance", "OwnableUnauthorizedAccount", "Error", "Panic"} <= names
+    assert "DatasetGrantActive" not in names  # v2: grants live in the market
 
 
 def test_decode_named_error_with_fields() -> None:
@@ -36,10 +38,22 @@ def test_unknown_contract_name() -> None:
         artifact("Nope")
 
 
+def test_decode_v2_errors_with_several_fields() -> None:
+    data = keccak(text="JobTooLateToStart(uint256,uint256)")[:4] + encode(["uint256", "uint256"], [3, 1_700_000_000])
+    error = decode_revert("grantAccess", data)
+    assert (error.name, error.fields) == ("JobTooLateToStart", {"jobId": 3, "latestStart": 1_700_000_000})
+    data = keccak(text="JobAttestationMismatch(uint256,string)")[:4] + encode(["uint256", "string"], [4, "time"])
+    assert decode_revert("submitResult", data).fields == {"jobId": 4, "field": "time"}
+
+
 def test_a_mined_failed_transaction_is_replayed_for_its_error(world: World) -> None:
     # An explicit gas limit skips estimation, so the transaction is mined and fails on chain.
+    terms = world.terms(world.post())
     with reverts("JobNotFound", jobId=12345) as caught:
-        Sender(world.w3, world.client).transact(world.suite.market.functions.cancel(12345), gas=100_000)
+        Sender(world.w3, world.client).transact(world.suite.market.functions.cancel(12345, terms.as_tuple()), gas=100_000)
+    assert caught.error.fields["tx"].startswith("0x")
+    with reverts("JobNotClient", caller=world.stranger.address) as caught:
+        Sender(world.w3, world.stranger).transact(world.suite.market.functions.cancel(1, terms.as_tuple()), gas=100_000)
     assert caught.error.fields["tx"].startswith("0x")
 
 

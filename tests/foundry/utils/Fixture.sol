@@ -134,7 +134,11 @@ abstract contract MarketFixture is TestBase {
     }
 
     /// @dev The terms a post of `r` by `client_` stores (what `JobPosted` carries).
-    function _termsOf(address client_, IJobMarket.JobRequest memory r) internal view returns (IJobMarket.JobTerms memory) {
+    function _termsOf(address client_, IJobMarket.JobRequest memory r)
+        internal
+        view
+        returns (IJobMarket.JobTerms memory)
+    {
         return IJobMarket.JobTerms({
             client: client_,
             datasetOwner: datasets.ownerOf(r.datasetId),
