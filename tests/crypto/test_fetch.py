@@ -56,7 +56,7 @@ def test_http_errors(served: tuple[str, Path], tmp_path: Path) -> None:
         fetch(f"{base}/missing", tmp_path, b"\x00" * 32)
     with pytest.raises(SealedDataError, match="failed"):
         fetch("http://127.0.0.1:9/x", tmp_path, b"\x00" * 32, timeout=5)
-    with pytest.raises(SealedDataError, match="unsupported dataset URI scheme"):
+    with pytest.raises(SealedDataError, match="unsupported URI scheme"):
         fetch("ftp://host/x", tmp_path, b"\x00" * 32)
 
 

@@ -408,6 +408,21 @@ contract RegressionTest is MarketFixture {
         vm.assertEq(loggedDigest, digest, "and the digest");
     }
 
+    /// Only the registered signer counts: not the worker address's own key, not the operator's.
+    function test_seq9_onlyTheRegisteredSignerCounts() public {
+        (uint256 jobId, IJobMarket.JobTerms memory t) = _running();
+        vm.warp(block.timestamp + 1 hours);
+        Attestation memory a = _attestation(jobId, workerAddr);
+        bytes32 digest = market.attestationDigest(a);
+        bytes memory err = abi.encodeWithSelector(IJobMarket.JobInvalidAttestationSignature.selector, jobId, signer);
+        vm.expectRevert(err);
+        market.submitResult(jobId, t, a, _sign(keyOf("worker"), digest));
+        vm.expectRevert(err);
+        market.submitResult(jobId, t, a, _sign(keyOf("operator"), digest));
+        market.submitResult(jobId, t, a, _sign(signerPk, digest));
+        _assertState(jobId, IJobMarket.JobState.Submitted, "the signer's attestation is accepted");
+    }
+
     function test_seq9_eip1271SignerThatAccepts() public {
         uint256 ownerPk = keyOf("walletOwner");
         TestSmartWallet wallet = new TestSmartWallet(vm.addr(ownerPk));
