@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.exceptions import Web3Exception
+from web3.types import RPCEndpoint, RPCResponse
 
 from llmos_chain.errors import LlmosError, NodeUnreachableError
 
@@ -16,8 +21,105 @@ from llmos_chain.errors import LlmosError, NodeUnreachableError
 #: The daemons end a step on these and retry it; their progress is in SQLite.
 NODE_TROUBLE: tuple[type[BaseException], ...] = (LlmosError, OSError, Web3Exception)
 
+log = logging.getLogger("llmos.rpc")
+
+#: JSON-RPC error codes a node answers for its own trouble, not for the request: internal error, limit exceeded,
+#: resource unavailable, and the HTTP-like codes some providers put in the error object.
+TRANSIENT_RPC_CODES = frozenset({-32603, -32005, -32002, 429, 502, 503, 504})
+#: Messages of code -32000 answers that mean the same (a backend that lacks a block, is busy, or timed out).
+TRANSIENT_RPC_MESSAGES = ("header not found", "unknown block", "timeout", "timed out", "rate limit", "too many requests",
+                          "try again", "busy", "temporarily unavailable", "service unavailable", "bad gateway")
+#: Methods never repeated by the transport: the node may have acted on a request whose answer was lost, and a node that
+#: signs for us would send a second transaction. Signed transactions (eth_sendRawTransaction) are safe to repeat: the
+#: same bytes are the same transaction.
+NOT_RETRIED = frozenset({"eth_sendTransaction", "personal_sendTransaction", "eth_sign", "eth_signTransaction"})
+
+
+def transient_rpc_error(error: Any) -> bool:
+    """Whether a JSON-RPC error object is the node's trouble (worth asking again) rather than an answer."""
+    if not isinstance(error, dict):
+        return False
+    code = error.get("code")
+    message = str(error.get("message", "")).lower()
+    if code in TRANSIENT_RPC_CODES:
+        return True
+    return code == -32000 and any(m in message for m in TRANSIENT_RPC_MESSAGES)
+
+
+class RetryingHTTPProvider(Web3.HTTPProvider):  # type: ignore[misc,name-defined]
+    """An HTTP provider that asks again, with capped exponential backoff and jitter, when the node (or the load
+    balancer in front of it) fails transiently: refused or dropped connections, timeouts, HTTP 429/5xx, and JSON-RPC
+    errors that describe the node's state rather than the request (see `transient_rpc_error`).
+
+    Each attempt is bounded by the request timeout and the attempts by `retries`, so one call takes at most about
+    `retries * timeout + backoff_cap * retries` seconds; the last error is raised as it came. Reverts, bad params and
+    every other answer return at once."""
+
+    def __init__(self, endpoint_uri: str, timeout: float = 30.0, retries: int = 5, backoff_s: float = 0.2,
+                 backoff_cap_s: float = 3.0) -> None:
+        super().__init__(endpoint_uri, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.backoff_cap_s = backoff_cap_s
+        self.retried = 0  # attempts repeated over this provider's life (for /metrics and tests)
+
+    def _pause(self, attempt: int) -> None:
+        delay = min(self.backoff_cap_s, self.backoff_s * (2 ** attempt))
+        time.sleep(delay * (0.5 + random.random() / 2))
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        attempt = 0
+        while True:
+            try:
+                response = super().make_request(method, params)
+            except (OSError, ValueError) as exc:  # requests' errors are OSErrors; a garbled body is a ValueError
+                if method in NOT_RETRIED or attempt >= self.retries:
+                    raise
+                log.debug("%s: %s: %s; asking again", method, type(exc).__name__, exc)
+            else:
+                error = response.get("error") if isinstance(response, dict) else None
+                if error is None or method in NOT_RETRIED or attempt >= self.retries or not transient_rpc_error(error):
+                    return response
+                log.debug("%s: node answered %s; asking again", method, error)
+            self.retried += 1
+            self._pause(attempt)
+            attempt += 1
+
+    def make_batch_request(self, batch_requests: list[tuple[RPCEndpoint, Any]]) -> Any:
+        attempt = 0
+        while True:
+            try:
+                response = super().make_batch_request(batch_requests)
+            except (OSError, ValueError):
+                if attempt >= self.retries:
+                    raise
+            else:
+                errors = [r.get("error") for r in response] if isinstance(response, list) else [response.get("error")]
+                if attempt >= self.retries or not any(transient_rpc_error(e) for e in errors):
+                    return response
+            self.retried += 1
+            self._pause(attempt)
+            attempt += 1
+
+
 #: The value of `--rpc` that selects the in-process eth-tester chain.
 EMBEDDED = "embedded"
+
+#: Dev chains, which reorganise only when told to: anvil/hardhat, geth --dev/ganache, eth-tester.
+DEV_CHAIN_IDS = frozenset({31337, 1337, 131277322940537})
+#: Blocks to wait before acting on an event or calling a transaction final, where the config says nothing. Ethereum
+#: mainnet: 12 (about 2.4 minutes; post-merge reorgs deeper than 2 are rare, finality takes ~64); its public test
+#: networks (Sepolia, Holesky, Hoodi): 6; every other chain: 12. Dev chains: 0.
+KNOWN_CONFIRMATIONS = {1: 12, 11155111: 6, 17000: 6, 560048: 6}
+DEFAULT_CONFIRMATIONS = 12
+
+
+def default_confirmations(chain_id: int) -> int:
+    """The confirmation depth for `chain_id` when none is configured (see KNOWN_CONFIRMATIONS)."""
+    if chain_id in DEV_CHAIN_IDS:
+        return 0
+    return KNOWN_CONFIRMATIONS.get(chain_id, DEFAULT_CONFIRMATIONS)
+
 
 #: anvil's default dev accounts (mnemonic "test test ... junk"); public knowledge, for devnets only.
 ANVIL_DEV_KEYS: tuple[str, ...] = (
@@ -56,15 +158,18 @@ class Connection:
         return []
 
 
-def connect(rpc: str = EMBEDDED, timeout: float = 30.0) -> Connection:
-    """Connect to `rpc` (a URL, or ``embedded`` for a fresh in-process eth-tester chain)."""
+def connect(rpc: str = EMBEDDED, timeout: float = 30.0, retries: int = 5) -> Connection:
+    """Connect to `rpc` (a URL, or ``embedded`` for a fresh in-process eth-tester chain).
+
+    Over HTTP every call is retried on transient node errors (`RetryingHTTPProvider`), the first one included, so a
+    daemon does not die of one bad answer at start."""
     if rpc == EMBEDDED:
         from web3 import EthereumTesterProvider
 
         w3 = Web3(EthereumTesterProvider())
         return Connection(w3=w3, embedded=True, url=EMBEDDED)
     if rpc.startswith(("http://", "https://")):
-        w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": timeout}))
+        w3 = Web3(RetryingHTTPProvider(rpc, timeout=timeout, retries=retries))
     elif rpc.startswith(("ws://", "wss://")):
         raise NodeUnreachableError(f"websocket RPC is not supported yet: use the node's HTTP URL instead of {rpc}")
     else:

@@ -78,11 +78,11 @@ def check_output_file(path: Path, what: str, *, parents: bool = False) -> Path:
     return path
 
 
-def open_suite(rpc: str | None, deployment: Path | None) -> tuple[Settings, Connection, Suite]:
+def open_suite(rpc: str | None, deployment: Path | None, timeout: float | None = None) -> tuple[Settings, Connection, Suite]:
     settings = load_settings(rpc_url=rpc, deployment=deployment)
     if settings.rpc_url == "embedded":
         raise ConfigError("this command needs a lasting chain: pass --rpc URL (or set LLMOS_RPC_URL) and --deployment FILE")
-    conn = connect(settings.rpc_url, timeout=settings.rpc_timeout_s)
+    conn = connect(settings.rpc_url, timeout=timeout or settings.rpc_timeout_s)
     suite = Suite(conn.w3, Deployment.load(settings.deployment))
     suite.verify()
     return settings, conn, suite

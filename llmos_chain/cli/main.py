@@ -53,6 +53,11 @@ def main() -> None:
     except KeyboardInterrupt:
         error("interrupted")
         sys.exit(130)
+    except Exception as exc:  # the node failed past the transport's retries: one line, not a traceback
+        if not (isinstance(exc, OSError) or type(exc).__module__.startswith(("web3", "requests", "urllib3"))):
+            raise
+        error(f"the node failed to answer (after retries): {type(exc).__name__}: {str(exc)[:300]}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
