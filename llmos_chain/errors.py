@@ -47,6 +47,15 @@ class DeploymentError(ChainError):
     """The deployment file does not match the chain it is used with."""
 
 
+class NodeIdentityError(DeploymentError):
+    """The node is not the chain this daemon has followed (another chain id or genesis, the deployment's code gone):
+    e.g. a node restarted empty. Nothing is sent and nothing recorded is forgotten until the right node is back."""
+
+
+class NodeLaggingError(ChainError):
+    """The node (or the backend a load balancer picked) is behind what was already read from it."""
+
+
 class AllocationError(LlmosError):
     """An allocation broke a constraint, or no allocation could be computed."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,6 +102,13 @@ class Store:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)",
                         (json.dumps({"block": cursor.block, "hash": cursor.hash}),))
 
+    def meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row["value"])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
     def remember_block(self, number: int, block_hash: str, keep: int = 256) -> None:
         self.db.execute("INSERT OR REPLACE INTO blocks (number, hash) VALUES (?, ?)", (number, block_hash))
         self.db.execute("DELETE FROM blocks WHERE number < ?", (number - keep,))
@@ -131,11 +139,14 @@ class Store:
         for event in self.events():
             self.project(event)
         if self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone():
-            # Transactions mined in the dropped blocks may be gone: their intents go back to be checked
-            # against the new chain (`already_done`) and, if their effect is missing, signed again.
+            # Transactions mined in the dropped blocks may be gone (or mined again later, in another block): their
+            # intents go back to waiting for a receipt of the SAME signed bytes, which the outbox broadcasts again if
+            # the node lost them; only if another transaction took their nonce is the effect checked and re-signed.
             self.db.execute(
-                "UPDATE outbox SET status = 'intent', nonce = NULL, tx_hash = NULL, raw_tx = NULL, fee = NULL, hashes = '[]', "
-                "block = NULL, sent_at = NULL, error = NULL WHERE block > ? AND status IN ('confirmed', 'failed')", (block,))
+                "UPDATE outbox SET status = 'sent', block = NULL, error = NULL, sent_at = ? "
+                "WHERE block > ? AND status IN ('confirmed', 'failed') AND raw_tx IS NOT NULL", (time.time(), block))
+            self.db.execute("UPDATE outbox SET status = 'intent', block = NULL, error = NULL "
+                            "WHERE block > ? AND status IN ('confirmed', 'failed') AND raw_tx IS NULL", (block,))
         return removed
 
     # ---------------------------------------------------------------- projections
