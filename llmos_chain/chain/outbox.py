@@ -8,8 +8,12 @@ resumes without sending a second transaction for the same intent:
 - `signed`: the raw transaction and its hash are stored before it is broadcast. On resume the
   same bytes are broadcast again (same hash: the node treats it as the same transaction).
 - `sent`: waiting for the receipt; a transaction still pending after `stuck_after_s` is replaced
-  at the same nonce with a higher fee (the replaced hashes are kept, any of them may be mined).
-- `confirmed` / `failed` (reverted, with the decoded custom error) / `done_elsewhere` (the effect was
+  at the same nonce with a higher fee: the node's current gas price, or the old fee times `fee_bump`, whichever is
+  higher (the replaced hashes are kept, any of them may be mined). A mined transaction stays `sent` until its block is
+  `confirmations` deep, the depth the follower trusts: a reorg that drops it before then only makes the outbox
+  broadcast the same bytes again; one that drops it later is seen by the follower, which sends the intent back here
+  (`Store.rollback_after`).
+- `confirmed` / `failed` (reverted at that depth, with the decoded custom error) / `done_elsewhere` (the effect was
   already on chain, e.g. after a crash between broadcast and bookkeeping).
 """
 
@@ -94,8 +98,10 @@ class Outbox:
         account: LocalAccount,
         contracts: dict[str, Contract],
         already_done: Callable[[Intent], bool] | None = None,
-        stuck_after_s: float = 120.0,
+        stuck_after_s: float = 60.0,
         fee_bump: float = 1.25,
+        confirmations: int = 0,
+        still_wanted: Callable[[Intent], bool | None] | None = None,
     ) -> None:
         self.w3 = w3
         self.store = store
@@ -104,6 +110,13 @@ class Outbox:
         self.already_done = already_done or (lambda intent: False)
         self.stuck_after_s = stuck_after_s
         self.fee_bump = fee_bump
+        self.confirmations = confirmations
+        self.nonce_patience_s = 5.0
+        self._nonce_gone: dict[int, float] = {}
+        #: Asked before the same bytes are broadcast again to a node that lost them (a reorg dropped the block, the node
+        #: restarted): True sends them, None waits (the chain is not ready for them yet), False ends the intent
+        #: `failed` (it is no longer valid, e.g. a result attested before the grant a reorg moved later).
+        self.still_wanted = still_wanted or (lambda intent: True)
         store.db.executescript(OUTBOX_SCHEMA)
 
     # ---------------------------------------------------------------- recording
@@ -235,6 +248,13 @@ class Outbox:
         deadline = time.monotonic() + wait_s
         while True:
             receipt = self._receipt(intent)
+            if receipt is not None and self.confirmations > 0 and \
+                    int(self.w3.eth.block_number) - int(receipt["blockNumber"]) < self.confirmations:
+                # mined, not yet as deep as the follower reads: not final (a reorg may still drop it)
+                if time.monotonic() >= deadline:
+                    return intent
+                time.sleep(0.05)
+                continue
             if receipt is not None:
                 if receipt["status"] == 1:
                     self._update(intent.id, status="confirmed", tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
@@ -247,16 +267,32 @@ class Outbox:
             if intent.nonce is not None and chain_nonce > intent.nonce and self._receipt(intent) is not None:
                 continue  # mined between the two reads: settle by the receipt on the next pass
             if intent.nonce is not None and chain_nonce > intent.nonce:
-                # our nonce is used, but by none of our hashes: decide from chain state, never by resending
+                # Our nonce is used, but by none of our hashes: decide from chain state, never by resending. Behind a
+                # load balancer the nonce and the receipt may come from different backends (one lagging): decide only
+                # when it still looks so `nonce_patience_s` later.
+                first = self._nonce_gone.setdefault(intent.id, time.monotonic())
+                if time.monotonic() - first < self.nonce_patience_s:
+                    if time.monotonic() >= deadline:
+                        return intent
+                    time.sleep(0.05)
+                    continue
+                self._nonce_gone.pop(intent.id, None)
                 status = "done_elsewhere" if self._done(intent) else "intent"
                 self._update(intent.id, status=status, nonce=None if status == "intent" else intent.nonce)
                 return self.get(intent.key)
             if not self._known(intent):
-                # the node never took it (the broadcast met an error, or the node restarted without its pool):
-                # the same signed bytes again, the same hash; never a new transaction
-                self._broadcast(intent)
+                # the node never took it (the broadcast met an error, a reorg dropped its block, or the node restarted
+                # without its pool): the same signed bytes again, the same hash; never a new transaction
+                wanted = self.still_wanted(intent)
+                if wanted is False:
+                    log.warning("%s: not sending it again, it is no longer valid", intent.key)
+                    self._update(intent.id, status="failed", error="dropped by the node and no longer valid; not sent again")
+                    return self.get(intent.key)
+                if wanted:
+                    self._broadcast(intent)
             if intent.sent_at is not None and time.time() - intent.sent_at > self.stuck_after_s:
-                bumped = int((intent.fee or self._fee()) * self.fee_bump) + 1
+                # the node's price now (a base-fee spike) or a replacement bump over the old fee, whichever is higher
+                bumped = max(self._fee(), int((intent.fee or self._fee()) * self.fee_bump) + 1)
                 log.warning("replacing stuck %s at nonce %s with fee %d", intent.key, intent.nonce, bumped)
                 intent = self._sign(intent, nonce=intent.nonce, fee=bumped)
                 self._broadcast(intent)
@@ -269,9 +305,13 @@ class Outbox:
     def _explain(self, intent: Intent, receipt: Any) -> str:
         contract = self.contracts[intent.contract]
         fn = getattr(contract.functions, intent.function)(*_decode(intent.args))
-        try:
-            fn.call({"from": self.account.address, "value": intent.value}, int(receipt["blockNumber"]) - 1)
-        except Exception as exc:
-            if _is_revert(exc):
-                return str(decode_revert(intent.function, _revert_data(exc)))
-        return str(ContractRevertError(intent.function, "Reverted"))
+        # Replayed on the state after its block first: a transaction that lost a race to another one in the same block
+        # (two providers assigning one job) reverts there with the reason; then on the state before the block.
+        block = int(receipt["blockNumber"])
+        for at in (block, block - 1):
+            try:
+                fn.call({"from": self.account.address, "value": intent.value}, at)
+            except Exception as exc:
+                if _is_revert(exc):
+                    return str(decode_revert(intent.function, _revert_data(exc)))
+        return str(ContractRevertError(intent.function, "Reverted", {"note": "no reason reproduced by replaying the call"}))
