@@ -36,7 +36,16 @@ from llmos_chain.chain.market import ZERO_ADDRESS, JobTerms, get_job, worker_add
 from llmos_chain.crypto import merkle, stream
 from llmos_chain.crypto.fetch import fetch
 from llmos_chain.crypto.keys import EncryptionKey, OutputContext, unwrap_key
-from llmos_chain.errors import LlmosError
+from llmos_chain.errors import ChainError, ContractRevertError, DeploymentError, LlmosError
+from llmos_chain.net import FetchError
+
+
+def _transient(exc: LlmosError) -> bool:
+    """A fault of the node or of a server that may answer later: never a verdict on the worker's result. The audit
+    raises it instead of failing a check, so an agent does not dispute a good result because its node hiccuped."""
+    if isinstance(exc, FetchError):
+        return exc.transient
+    return isinstance(exc, ChainError) and not isinstance(exc, (ContractRevertError, DeploymentError))
 
 MARKET_EVENTS = ("JobPosted", "JobAssigned", "JobReopened", "AccessGranted", "ResultSubmitted", "FailureReported", "JobDisputed",
                  "DisputeResolved", "JobSettled", "JobRefunded", "JobCancelled", "JobExpired", "JobFailed")
@@ -81,11 +90,39 @@ def _jsonable(value: Any) -> Any:
 
 
 def job_events(suite: Suite, job_id: int) -> list[tuple[str, Any]]:
-    """Every market event naming `job_id`, in chain order."""
+    """Every market event naming `job_id`, in chain order, up to the node's head.
+
+    One `eth_getLogs` (every market event has the job id as its first topic) asked in one JSON-RPC batch with the head
+    block, so both come from the same backend: a backend that lags behind the head it reported answers null for the
+    block and the audit stops with NodeLaggingError (try again), instead of judging a job on a partial history."""
+    from eth_utils import event_abi_to_log_topic
+    from web3._utils.events import get_event_data
+    from web3.exceptions import BlockNotFound, Web3TypeError
+
+    from llmos_chain.errors import NodeLaggingError
+
+    w3 = suite.w3
     start = suite.deployment.start_block
-    found: list[tuple[str, Any]] = []
-    for name in MARKET_EVENTS:
-        found += [(name, log) for log in getattr(suite.market.events, name)().get_logs(from_block=start, argument_filters={"jobId": job_id})]
+    head = int(w3.eth.block_number)
+    abis = {bytes(event_abi_to_log_topic(item)): item for item in suite.market.abi
+            if item["type"] == "event" and item["name"] in MARKET_EVENTS}
+    query = {"address": suite.market.address, "fromBlock": start, "toBlock": head,
+             "topics": [None, "0x" + job_id.to_bytes(32, "big").hex()]}
+    try:
+        try:
+            with w3.batch_requests() as batch:
+                batch.add(w3.eth.get_logs(query))  # type: ignore[arg-type]
+                batch.add(w3.eth.get_block(head))
+                logs, _ = batch.execute()
+        except Web3TypeError:  # an in-process chain: one node, nothing can lag
+            logs = w3.eth.get_logs(query)  # type: ignore[arg-type]
+    except BlockNotFound:
+        raise NodeLaggingError(f"the node's backend lacks block {head}, the head it reported: ask again") from None
+    found = []
+    for raw in logs:
+        abi = abis.get(bytes(raw["topics"][0])) if raw["topics"] else None
+        if abi is not None:
+            found.append((str(abi["name"]), get_event_data(w3.codec, abi, raw)))
     return sorted(found, key=lambda e: (e[1]["blockNumber"], e[1]["logIndex"]))
 
 
@@ -320,6 +357,8 @@ def _check_contents(report: AuditReport, bundle: Path, rebuilt: Attestation, rec
         recipe_steps: int | None = fetch_recipe(recipe_uri, rebuilt.recipe_hash).hyper.steps
         why = ""
     except LlmosError as exc:
+        if _transient(exc):
+            raise
         recipe_steps, why = None, f"the recipe could not be read: {exc}"
     agree = recipe_steps is not None and last["step"] == metrics.steps == recipe_steps
     report.check("trajectory agrees with the metrics and recipe", agree and last["weights_hash"] == metrics.final_trainable_hash,
@@ -359,6 +398,8 @@ def client_audit(suite: Suite, job_id: int, bundle: Path, client_key: Encryption
         recipe = fetch_recipe(job.recipe_uri, job.recipe_hash)
         result = (check_output or run_output_check)(recipe.canonical_bytes().decode(), data)
     except LlmosError as exc:
+        if _transient(exc):
+            raise
         report.check("output loads and runs on the base model", False, str(exc))
         return report
     runs = bool(result.get("finite")) and bool(result.get("shape_ok"))
@@ -405,6 +446,8 @@ def _check_dataset(report: AuditReport, suite: Suite, dataset_id: int, data_key:
             with stream.SealedFile.open(path) as sealed:
                 stream.open_to_memory(sealed, data_key, root)
     except LlmosError as exc:
+        if _transient(exc):
+            raise
         report.check("dataset matches its registered root", False, str(exc))
         return
     report.check("dataset matches its registered root", True, "cipher hash and content root verified")

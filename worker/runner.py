@@ -29,8 +29,8 @@ from llmos_chain.chain.deploy import Suite
 from llmos_chain.chain.market import JobState, client_key, get_job
 from llmos_chain.crypto import stream
 from llmos_chain.crypto.fetch import fetch
-from llmos_chain.crypto.keys import EncryptionKey, KeyKind, OutputContext, public_key_from_bytes, wrap_key
-from llmos_chain.datasets import recover_data_key
+from llmos_chain.crypto.keys import EncryptionKey, KeyKind, OutputContext, public_key_from_bytes, unwrap_key, wrap_key
+from llmos_chain.datasets import grant_context, latest_grant
 from llmos_chain.errors import ChainError, IntegrityError, LlmosError, SealedDataError, TransientError, WorkerError
 from worker import data as data_mod
 from worker import models, train
@@ -110,10 +110,13 @@ def run_job(
             error = IntegrityError(f"the client's output key is unusable: {exc}")
             error.reason = 3
             raise error from None
+        # What the node says about the job may be behind (a lagging backend) or reorged away: the coordinator saw it
+        # Running. Refusing to run is never the job's failure, so it is never reported on chain; the coordinator tries
+        # again while its own view says Running.
         if job.worker.lower() != signer.address.lower():
-            raise WorkerError(f"job {job_id} is assigned to {job.worker}, not to this worker ({signer.address})")
+            raise TransientError(f"job {job_id} is assigned to {job.worker}, not to this worker ({signer.address}) on this node")
         if job.state is not JobState.RUNNING:
-            raise WorkerError(f"job {job_id} is {job.state.name.lower()}, not running (has the owner granted access?)")
+            raise TransientError(f"job {job_id} is {job.state.name.lower()}, not running, on this node (has the owner granted access?)")
         step("recipe", uri=job.recipe_uri)
         policy = policy or FetchPolicy()
         try:
@@ -130,9 +133,15 @@ def run_job(
         except SealedDataError as exc:
             raise IntegrityError(str(exc)) from None
         step("unwrap")
+        if not call(suite.market.functions.canRead(job_id, signer.address)):
+            raise TransientError(f"this node shows no running grant of job {job_id} for {signer.address} (lagging or reorged)")
         try:
-            data_key = recover_data_key(suite, job.dataset_id, job_id, signer.address, enc_key, suite.deployment.start_block)
-        except SealedDataError as exc:
+            grant = latest_grant(suite, job_id, suite.deployment.start_block)
+        except SealedDataError as exc:  # the node's logs lack the grant its state shows: a lagging backend
+            raise TransientError(str(exc)) from None
+        try:
+            data_key = unwrap_key(bytes(grant["wrappedKey"]), enc_key, grant_context(suite, job.dataset_id, job_id, signer.address))
+        except SealedDataError as exc:  # the grant is there and does not open with our key: the owner's fault
             error = IntegrityError(str(exc))
             error.reason = 3
             raise error from None
