@@ -101,15 +101,24 @@ class Agent:
         self.keystore = keystore
         self.follower = Follower(suite, store, confirmations=confirmations)
         contracts = {"JobMarket": suite.market}
-        self.owner_box = Outbox(suite.w3, store, owner, contracts, already_done=self._already_done) if owner else None
-        self.client_box = Outbox(suite.w3, store, client, contracts, already_done=self._already_done) if client else None
+        self.owner_box = Outbox(suite.w3, store, owner, contracts, already_done=self._already_done,
+                                confirmations=confirmations) if owner else None
+        self.client_box = Outbox(suite.w3, store, client, contracts, already_done=self._already_done,
+                                 confirmations=confirmations) if client else None
         self.client = client
         store.db.executescript(DECISIONS_SCHEMA)
 
     # ---------------------------------------------------------------- the loop
     def step(self) -> AgentReport:
+        """One pass; a node that is not the followed chain (`Follower.check_identity`) stops it before any write."""
         report = AgentReport()
-        self.follower.poll()
+        try:
+            self.follower.poll()
+        except NODE_TROUBLE:
+            if not self.follower.identity_ok:
+                raise  # never write to another chain
+            # a lagging or failing node: decide from what is recorded; every write is checked against the chain first
+            log.debug("follower poll failed this step", exc_info=True)
         self._drive()
         if self.grants is not None:
             self._grant(report)
@@ -119,12 +128,30 @@ class Agent:
         return report
 
     def run_forever(self, poll_interval_s: float = 2.0, stop: Any = None) -> None:
-        while stop is None or not stop.is_set():
+        """Steps until `stop` is set (SIGTERM and SIGINT set it in the main thread): it ends between two steps. Node
+        errors are logged once per kind, then condensed (the count at growing intervals)."""
+        import signal
+        import threading
+
+        stop = stop or threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda signum, frame: stop.set())
+        last, count, next_log = "", 0, 1
+        while not stop.is_set():
             try:
                 self.step()
+                if count:
+                    log.info("recovered after %d failed step(s)", count)
+                last, count, next_log = "", 0, 1
             except NODE_TROUBLE as exc:  # a node hiccup: state is in SQLite, try again
-                log.warning("step failed, will retry: %s: %s", type(exc).__name__, exc)
-            time.sleep(poll_interval_s)
+                text = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:240]
+                count = count + 1 if text == last else 1
+                if text != last or count >= next_log:
+                    log.warning("step failed (%d time(s)), will retry: %s", count, text)
+                    next_log = count * 2
+                last = text
+            stop.wait(poll_interval_s)
 
     def decisions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.store.db.execute("SELECT * FROM decisions ORDER BY job_id, kind")]

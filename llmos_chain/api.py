@@ -18,13 +18,10 @@ def create_app(coordinator: Coordinator) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        try:
-            behind = coordinator.follower.behind()
-            ok = True
-        except Exception as exc:  # the node is down: say so, do not crash the API
-            behind, ok = None, False
-            return {"ok": False, "node": f"unreachable: {exc.__class__.__name__}", "events_behind": behind}
-        return {"ok": ok, "events_behind": behind, "outbox_depth": coordinator.outbox.depth()}
+        """The daemon's view of the chain, from what it observed (asks the node nothing, so it answers while the node
+        hangs). `ok` is false while the node is not the followed chain, the last successful poll is older than
+        `stale_after_s`, the follower is more than `max_lag_blocks` behind, or a phase keeps failing."""
+        return coordinator.health()
 
     @app.get("/jobs")
     def jobs(state: str | None = None) -> list[dict[str, Any]]:
@@ -64,11 +61,17 @@ def create_app(coordinator: Coordinator) -> FastAPI:
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
-        lines = ["# HELP llmos_events_behind Confirmed blocks not yet read.", "# TYPE llmos_events_behind gauge"]
-        try:
-            lines.append(f"llmos_events_behind {coordinator.follower.behind()}")
-        except Exception:
-            lines.append("llmos_events_behind NaN")
+        health = coordinator.health()
+        lag = health["lag_blocks"]
+        lines = ["# HELP llmos_events_behind Confirmed blocks not yet read (as of the last poll).", "# TYPE llmos_events_behind gauge",
+                 f"llmos_events_behind {'NaN' if lag is None else lag}",
+                 "# HELP llmos_healthy 1 when /health says ok.", "# TYPE llmos_healthy gauge", f"llmos_healthy {int(health['ok'])}",
+                 "# HELP llmos_reorgs_total Reorgs the follower rolled back.", "# TYPE llmos_reorgs_total counter",
+                 f"llmos_reorgs_total {health['reorgs']}",
+                 "# HELP llmos_lagging_answers_total Log ranges asked again because the answering node lacked them.",
+                 "# TYPE llmos_lagging_answers_total counter", f"llmos_lagging_answers_total {health['lagging_answers']}",
+                 "# HELP llmos_stuck_intents Transactions pending longer than the fee-bump interval.", "# TYPE llmos_stuck_intents gauge",
+                 f"llmos_stuck_intents {health['stuck_intents']}"]
         lines += ["# HELP llmos_outbox_depth Unfinished transactions.", "# TYPE llmos_outbox_depth gauge",
                   f"llmos_outbox_depth {coordinator.outbox.depth()}",
                   "# HELP llmos_jobs Jobs by state.", "# TYPE llmos_jobs gauge"]

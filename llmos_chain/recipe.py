@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import urllib.parse
 from enum import Enum
 from pathlib import Path
 from typing import Literal

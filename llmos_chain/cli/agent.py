@@ -44,7 +44,8 @@ class AgentConfig(BaseModel):
     state: Path = Path("agent.db")
     keystore: Path | None = None
     poll_interval_s: float = Field(default=2.0, gt=0)
-    confirmations: int = Field(default=0, ge=0)
+    #: Unset: 0 on dev chains, 6 on Ethereum's test networks, 12 elsewhere (as for the coordinator).
+    confirmations: int | None = Field(default=None, ge=0)
     grants: GrantSection | None = None
     accepts: AcceptSection | None = None
 
@@ -100,7 +101,10 @@ def run(
     keystore = Keystore(Path(cfg.keystore or load_settings().keystore).expanduser())
     accepts = AcceptPolicy(cfg.accepts.results, keystore.load_encryption_key(cfg.accepts.client_key), cfg.accepts.dispute_failed) \
         if cfg.accepts else None
-    agent = Agent(suite, Store(cfg.state), owner, keystore if grants else None, grants, client, accepts, cfg.confirmations)
+    from llmos_chain.chain.connect import default_confirmations
+
+    confirmations = cfg.confirmations if cfg.confirmations is not None else default_confirmations(suite.deployment.chain_id)
+    agent = Agent(suite, Store(cfg.state), owner, keystore if grants else None, grants, client, accepts, confirmations)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if once:
         report = agent.step()
@@ -109,7 +113,5 @@ def run(
         return
     roles = " and ".join(r for r, on in (("granting", grants), ("accepting", accepts)) if on)
     console.print(f"agent {roles}; Ctrl-C stops")
-    try:
-        agent.run_forever(cfg.poll_interval_s)
-    except KeyboardInterrupt:
-        console.print("stopping: decisions and pending transactions are kept in the state file")
+    agent.run_forever(cfg.poll_interval_s)  # SIGTERM / Ctrl-C end it between two steps
+    console.print("stopped: decisions and pending transactions are kept in the state file")

@@ -36,7 +36,7 @@ def _prepare(rpc: str | None, deployment: Path | None, config, config_path: Path
     from llmos_chain.market.executor import WorkerCommand
     from llmos_chain.settings import load_settings
 
-    settings, conn, suite = open_suite(rpc, deployment)
+    settings, conn, suite = open_suite(rpc, deployment, timeout=config.rpc_timeout_s)
     dev = conn.dev_accounts()
     operator = settings.account(dev, dev_account)
     keystore = Path(config.keystore or load_settings().keystore).expanduser()
@@ -73,10 +73,14 @@ def _build(rpc: str | None, deployment: Path | None, config, config_path: Path, 
     from llmos_chain.market.executor import Executor
     from llmos_chain.store import Store
 
+    from llmos_chain.chain.connect import default_confirmations
+
     suite, operator, workers, _ = _prepare(rpc, deployment, config, config_path, dev_account)
     executor = Executor(workers[0].command, config.logs.resolve(), config.job_time_limit_s)
-    return Coordinator(suite, Store(config.state), operator, workers, executor, config.confirmations, config.solver,
-                       config.solve_time_limit_s, config.token_prices, config.withdraw)
+    confirmations = config.confirmations if config.confirmations is not None else default_confirmations(suite.deployment.chain_id)
+    return Coordinator(suite, Store(config.state), operator, workers, executor, confirmations, config.solver,
+                       config.solve_time_limit_s, config.token_prices, config.withdraw,
+                       fee_bump_after_s=config.fee_bump_after_s, max_reorg_depth=config.max_reorg_depth)
 
 
 def _bind_api(config, config_path: Path) -> socket.socket:  # noqa: ANN001
@@ -138,10 +142,8 @@ def run(
             _serve(coordinator, cfg, sock)
             console.print(f"API on http://{cfg.api_host}:{cfg.api_port} (docs at /docs)")
         console.print(f"coordinating {len(coordinator.workers)} worker(s); Ctrl-C stops")
-        try:
-            coordinator.run_forever(cfg.poll_interval_s)
-        except KeyboardInterrupt:
-            console.print("stopping: running jobs keep their state and resume on the next start")
+        coordinator.run_forever(cfg.poll_interval_s)  # SIGTERM / Ctrl-C end it between two steps
+        console.print("stopped: running jobs keep their state; the next start adopts finished results and live runs")
     finally:
         if sock is not None:
             sock.close()

@@ -33,8 +33,16 @@ class CoordinatorConfig(BaseModel):
     logs: Path = Path("logs")
     work_dir: Path = Path("work")
     keystore: Path | None = None
-    confirmations: int = Field(default=0, ge=0)
+    #: Blocks to wait before acting on an event or calling our own transaction final. Unset: 0 on dev chains, 6 on
+    #: Ethereum's test networks, 12 on mainnet and any other chain (`llmos_chain.chain.connect.default_confirmations`).
+    confirmations: int | None = Field(default=None, ge=0)
     poll_interval_s: float = Field(default=2.0, gt=0)
+    #: A transaction still pending after this many seconds is replaced with the node's current fee (or +25 %).
+    fee_bump_after_s: float = Field(default=60.0, gt=0)
+    #: A reorg deeper than this is logged as an error (the node's identity is checked on every reorg).
+    max_reorg_depth: int = Field(default=64, ge=1)
+    #: Seconds one JSON-RPC call may take before it is abandoned and asked again (5 attempts, with backoff).
+    rpc_timeout_s: float = Field(default=10.0, gt=0)
     solver: str = Field(default="highs", pattern="^(highs|cbc)$")
     solve_time_limit_s: float = Field(default=2.0, gt=0)
     job_time_limit_s: float = Field(default=3600.0, gt=0)

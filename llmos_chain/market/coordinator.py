@@ -5,12 +5,21 @@ batch → start the jobs that were granted to our workers → collect finished r
 submissions or failure reports → withdraw credits. Every chain write goes through the outbox under a
 key that names its effect (`assign:JOB:WORKER:OPENING_TX`, `submit:JOB`, `fail:JOB`, `withdraw:TOKEN:N`), so a restart at any point
 neither loses nor repeats anything; which jobs were started is kept in SQLite too.
+
+Faults are normal: each phase of a step is guarded on its own (a node error in one does not stop the others, and is
+logged once, then condensed), transient node errors are retried by the transport, and a fault of the node, the host or
+the worker process is never reported on chain as the job's failure. What to do for a Running job is derived again from
+the chain and the disk at every step: a finished bundle is (re)submitted, a run is started only if there is none, and
+on start a finished bundle left by a previous process is adopted instead of training again. A node that is not the
+chain followed so far (`Follower.check_identity`) stops every write until it is.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +37,7 @@ from llmos_chain.chain.outbox import Intent, Outbox
 from llmos_chain.errors import LlmosError
 from llmos_chain.market.allocator import JobDemand, WorkerSupply, allocate
 from llmos_chain.market.executor import Executor, Outcome
-from llmos_chain.store import ACTIVE_STATES, Store
+from llmos_chain.store import ACTIVE_STATES, Store, StoredEvent
 
 log = logging.getLogger("llmos.coordinator")
 
@@ -126,6 +135,8 @@ class Coordinator:
         withdraw: bool = True,
         max_batch: int | None = None,
         fetch_policy: Any = None,
+        fee_bump_after_s: float = 60.0,
+        max_reorg_depth: int = 64,
     ) -> None:
         self.suite = suite
         self.store = store
@@ -145,8 +156,11 @@ class Coordinator:
         # read, i.e. local files only under the executor's configured roots.
         self.fetch_policy: FetchPolicy = fetch_policy or FetchPolicy(file_roots=getattr(executor.command, "file_roots", None),
                                                                      timeout_s=5.0)
-        self.follower = Follower(suite, store, confirmations=confirmations)
-        self.outbox = Outbox(suite.w3, store, operator, {"JobMarket": suite.market}, already_done=self._already_done)
+        self.follower = Follower(suite, store, confirmations=confirmations, on_event=self._on_event, max_reorg_depth=max_reorg_depth)
+        self.outbox = Outbox(suite.w3, store, operator, {"JobMarket": suite.market}, already_done=self._already_done,
+                             stuck_after_s=fee_bump_after_s, confirmations=confirmations, still_wanted=self._still_wanted)
+        self.trouble: dict[str, dict[str, Any]] = {}  # phase → {"error", "count", "since", "next_log"}: condensed logging
+        self._adopted = False
         self._recipes: dict[tuple[str, str], tuple[dict[str, Any] | None, str]] = {}
         self._worker_ids: dict[str, int] = {}
         self._since: dict[tuple[int, str], int] = {}
@@ -156,30 +170,118 @@ class Coordinator:
 
     # ---------------------------------------------------------------- the loop
     def step(self) -> StepReport:
+        """One pass. Each phase runs even if an earlier one met a node error (logged, condensed); nothing is written to
+        a node that is not the followed chain."""
         report = StepReport()
-        report.new_events = self.follower.poll().new_events
-        self.outbox.drive(wait_s=0.0)
-        report.assigned, report.solve_s = self._allocate()
-        report.started = self._start_granted()
-        report.finished = self._collect()
-        self._finalize_due()
+
+        def follow() -> None:
+            report.new_events = self.follower.poll().new_events
+
+        def allocate() -> None:
+            report.assigned, report.solve_s = self._allocate()
+
+        def start() -> None:
+            report.started = self._start_granted()
+
+        def collect() -> None:
+            report.finished = self._collect()
+
+        self._phase("follow", follow)
+        if not self._adopted:
+            self._phase("adopt", self._adopt_finished)
+        self._phase("collect", collect)  # local: records outcomes and queues their transactions
+        if not self.follower.identity_ok:
+            return report
+        self._phase("send", self._drive)
+        self._phase("allocate", allocate)
+        self._phase("start", start)
+        self._phase("resubmit", self._resubmit)
+        self._phase("finalize", self._finalize_due)
         if self.withdraw:
-            self._withdraw()
-        self.outbox.drive(wait_s=0.0)
+            self._phase("withdraw", self._withdraw)
+        self._phase("send", self._drive)
         return report
 
-    def safe_step(self) -> StepReport | None:
-        """One step; a node that is down or answers errors ends the step early (state is in SQLite), returning None."""
+    def _phase(self, name: str, fn: Any) -> bool:
+        """Run one phase; a node error ends only this phase. The first error of a kind is logged, repeats are
+        counted and logged at growing intervals (1, 2, 4 … 64 repeats), and the recovery is logged once."""
         try:
-            return self.step()
+            fn()
         except NODE_TROUBLE as exc:
-            log.warning("step failed, will retry: %s: %s", type(exc).__name__, exc)
-            return None
+            text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+            text = text if len(text) <= 240 else text[:237] + "…"
+            entry = self.trouble.get(name)
+            if entry is None or entry["error"] != text:
+                log.warning("%s: %s (will retry)", name, text)
+                self.trouble[name] = {"error": text, "count": 1, "since": time.time(), "next_log": 2}
+            else:
+                entry["count"] += 1
+                if entry["count"] >= entry["next_log"]:
+                    log.warning("%s: still failing (%d times in %.0f s): %s", name, entry["count"], time.time() - entry["since"], text)
+                    entry["next_log"] = min(entry["count"] * 2, entry["count"] + 64)
+            return False
+        if name in self.trouble:
+            entry = self.trouble.pop(name)
+            log.info("%s: recovered after %d failed attempt(s)", name, entry["count"])
+        return True
+
+    def safe_step(self) -> StepReport | None:
+        """One step; returns None if any phase met a node error (state is in SQLite; the next step retries)."""
+        report = self.step()
+        return None if self.trouble else report
 
     def run_forever(self, poll_interval_s: float = 2.0, stop: Any = None) -> None:
-        while stop is None or not stop.is_set():
+        """Steps until `stop` (a threading.Event) is set; SIGTERM and SIGINT set it when run in the main thread, so
+        the daemon ends between steps: nothing half-written, runs left to be adopted or restarted by the next start."""
+        stop = stop or threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda signum, frame: (log.info("signal %d: stopping after this step", signum), stop.set()))
+        while not stop.is_set():
             self.safe_step()
-            time.sleep(poll_interval_s)
+            stop.wait(poll_interval_s)
+
+    def health(self, stale_after_s: float = 30.0, max_lag_blocks: int = 16) -> dict[str, Any]:
+        """What `/health` returns: observed state only (no node call), so it answers while the node hangs."""
+        st = self.follower.status
+        now = time.time()
+        age = None if st.last_poll_at is None else round(now - st.last_poll_at, 1)
+        lag = self.follower.lag()
+        pending = self.outbox.pending()
+        stuck = [i.key for i in pending if i.sent_at is not None and now - i.sent_at > self.outbox.stuck_after_s]
+        problems = []
+        if st.identity != "ok":
+            problems.append(f"node identity: {st.identity}")
+        if age is None or age > stale_after_s:
+            problems.append("no successful poll yet" if age is None else f"last successful poll {age:.0f} s ago")
+        if lag is not None and lag > max_lag_blocks:
+            problems.append(f"{lag} blocks behind")
+        problems += [f"{phase}: {t['error']} ({t['count']}x)" for phase, t in sorted(self.trouble.items()) if t["count"] >= 3]
+        return {"ok": not problems, "problems": problems, "identity": st.identity, "node_head": st.node_head,
+                "cursor": st.cursor, "lag_blocks": lag, "events_behind": lag, "last_poll_age_s": age, "last_error": st.last_error,
+                "lagging_answers": st.lagging_answers, "behind_polls": st.behind_polls, "reorgs": st.reorgs,
+                "last_reorg": st.last_reorg, "outbox_depth": len(pending), "stuck_intents": len(stuck),
+                "confirmations": self.follower.confirmations}
+
+    def _drive(self) -> None:
+        for intent in self.outbox.drive(wait_s=0.0):
+            job = intent.args[0] if intent.function != "withdraw" else None
+            what = f"job {job}: {intent.function}" if job is not None else f"{intent.function} {intent.args[0]}"
+            if intent.status == "confirmed":
+                log.info("%s confirmed in block %s (tx %s)", what, intent.block, (intent.tx_hash or "")[:18])
+            elif intent.status == "done_elsewhere":
+                log.info("%s already on chain", what)
+            else:
+                log.warning("%s failed: %s", what, intent.error)
+
+    def _on_event(self, event: StoredEvent) -> None:
+        """One INFO line per transition of one of our jobs (what the follower newly recorded)."""
+        if event.job_id is None:
+            return
+        job = self.store.job(event.job_id)
+        if job is None or job["worker"] not in self.workers:
+            return
+        log.info("job %s: %s (block %d) → %s", event.job_id, event.name, event.block, job["state"])
 
     # ---------------------------------------------------------------- allocation
     def _recipe(self, uri: str, recipe_hash: str) -> dict[str, Any] | None:
@@ -225,26 +327,44 @@ class Coordinator:
         for job in self.store.jobs():
             if job["worker"] in self.workers and job["state"] in ACTIVE_STATES:
                 busy[job["worker"]] = busy.get(job["worker"], 0) + int(job["gpu_count"])
-        by_id = {v: k for k, v in self._worker_ids.items()}
-        for intent in self.outbox.pending():
-            if intent.function == "assign":
-                job = self.store.job(int(intent.args[0]))
-                worker = by_id.get(int(intent.args[2]), str(intent.args[2]))
-                busy[worker] = busy.get(worker, 0) + (int(job["gpu_count"]) if job else 0)
+        # Our assigns not on chain yet, or mined in a block the follower has not read yet (the store still says Open),
+        # hold their GPUs all the same. The worker is the one the key names (`assign:JOB:WORKER:OPENING`): worker ids
+        # are only cached once looked up, which a restarted coordinator has not done yet.
+        cursor = self.store.cursor(self.suite.deployment.start_block - 1).block
+        unseen = self.store.db.execute("SELECT key FROM outbox WHERE function = 'assign' AND sender = ? AND status = 'confirmed' "
+                                       "AND block > ?", (self.operator.address, cursor)).fetchall()
+        keys = [i.key for i in self.outbox.pending() if i.function == "assign"] + [str(r["key"]) for r in unseen]
+        for key in keys:
+            parts = key.split(":")
+            if len(parts) < 3:
+                continue  # not one of this coordinator's assign keys
+            job_id, worker = int(parts[1]), parts[2]
+            job = self.store.job(job_id)
+            if job is not None and job["state"] in ACTIVE_STATES and job["worker"] == worker:
+                continue  # already counted above
+            busy[worker] = busy.get(worker, 0) + (int(job["gpu_count"]) if job else 0)
         return busy
 
     def _allocate(self) -> tuple[list[int], float]:
         pending_jobs = {int(i.args[0]) for i in self.outbox.pending() if i.function == "assign"}
-        open_jobs = [j for j in self.store.jobs("open") if j["job_id"] not in pending_jobs][: self.max_batch]
+        cursor = self.store.cursor(self.suite.deployment.start_block - 1).block  # assigns mined after it: not Open in fact
+        pending_jobs |= {int(str(r["key"]).split(":")[1]) for r in self.store.db.execute(
+            "SELECT key FROM outbox WHERE function = 'assign' AND sender = ? AND status = 'confirmed' AND block > ?",
+            (self.operator.address, cursor))}
+        open_jobs = [j for j in self.store.jobs("open") if j["job_id"] not in pending_jobs]
         if not open_jobs:
             return [], 0.0
         now = int(self.suite.w3.eth.get_block("latest")["timestamp"])
         busy = self._busy_gpus()
-        # A job can be taken while a full run window still fits before its deadline; the worker then has exactly
-        # `run_time` seconds from the grant, so that is the time the estimated work must fit in.
+        # A job can be taken while a full run window still fits before its deadline at the time the assign is mined,
+        # a later block than the latest (`now + 1` at the earliest); the worker then has exactly `run_time` seconds from
+        # the grant, so that is the time the estimated work must fit in. The batch counts only jobs we could take:
+        # jobs skipped below must not fill it for ever.
         demands = []
         for j in open_jobs:
-            if now > int(j["deadline"]) - int(j["run_time"]) or j["token"].lower() not in self.token_prices:
+            if self.max_batch is not None and len(demands) >= self.max_batch:
+                break
+            if now + 1 > int(j["deadline"]) - int(j["run_time"]) or j["token"].lower() not in self.token_prices:
                 continue
             recipe, verdict = self._recipe_verdict(j["recipe_uri"], j["recipe_hash"])
             if verdict != "ok":
@@ -261,6 +381,9 @@ class Coordinator:
             return [], 0.0
         result = allocate(demands, supplies, time_limit_s=self.solve_time_limit_s, solver=self.solver)
         self.last_solve_s = result.solve_s
+        if result.assignments:
+            log.info("allocated %d of %d open job(s) in %.2f s: %s", len(result.assignments), len(demands), result.solve_s,
+                     ", ".join(f"{j}→{w[:10]}" for j, w in sorted(result.assignments.items())))
         for job_id, worker in sorted(result.assignments.items()):
             # keyed by the event that opened the job: a reopened job, or one posted again after a reorg, is a new intent
             self.outbox.add(f"assign:{job_id}:{worker}:{self._opened_by(job_id)}", "JobMarket", "assign",
@@ -290,8 +413,84 @@ class Coordinator:
             running = self.executor.start(job["job_id"], list(worker.gpu_slots), command=worker.command)
             self.store.db.execute("INSERT OR REPLACE INTO runs (job_id, worker, status, started, pid) VALUES (?, ?, 'running', ?, ?)",
                                   (job["job_id"], worker.address, time.time(), running.process.pid))
+            log.info("job %s: worker %s started (pid %d)", job["job_id"], worker.address[:10], running.process.pid)
             started.append(job["job_id"])
         return started
+
+    def _grant_time(self, job_id: int) -> int | None:
+        """The chain time of the job's latest grant (the start of its run window), from the block of its event."""
+        row = self.store.db.execute("SELECT block FROM events WHERE job_id = ? AND name = 'AccessGranted' "
+                                    "ORDER BY block DESC, log_index DESC LIMIT 1", (job_id,)).fetchone()
+        return None if row is None else int(self.suite.w3.eth.get_block(int(row["block"]))["timestamp"])
+
+    def _finished_bundle(self, job_id: int) -> dict[str, Any] | None:
+        """The success report of a bundle on disk for this job's CURRENT grant (attested after it began), or None:
+        a bundle from an earlier grant (one a reorg replaced) would fail the audit's time check, so it is run again."""
+        if self.results_dir is None:
+            return None
+        from llmos_chain.market.executor import bundle_report
+
+        report = bundle_report(self.results_dir / str(job_id), job_id)
+        if report is None:
+            return None
+        granted = self._grant_time(job_id)
+        if granted is None or int(report["attestation"].get("start_time", 0)) < granted:
+            return None
+        return report
+
+    def _adopt_finished(self) -> None:
+        """At start: runs the previous process left behind are adopted, not trained again: a finished bundle is
+        submitted as it is; a worker process still alive is watched until it writes one."""
+        rows = self.store.db.execute("SELECT job_id, worker FROM runs WHERE status = 'running'").fetchall()
+        for row in rows:
+            job_id = int(row["job_id"])
+            job = self.store.job(job_id)
+            worker = self.workers.get(str(row["worker"]))
+            if job is None or job["state"] != "running" or worker is None or job_id in self.executor.running:
+                continue
+            report = self._finished_bundle(job_id)
+            if report is not None:
+                log.info("job %s: adopting the finished bundle a previous run left; not training again", job_id)
+                self._record(Outcome(job_id, True, report, 0, 0.0, self.executor.logs / f"job-{job_id}.log"))
+                continue
+            pid = self.executor.live_pid(job_id, worker.command)
+            if pid is not None:
+                log.info("job %s: adopting the worker process %d a previous coordinator started", job_id, pid)
+                self.executor.adopt(job_id, pid, worker.command)
+                self.store.db.execute("UPDATE runs SET pid = NULL WHERE job_id = ?", (job_id,))
+        self._adopted = True
+
+    def _resubmit(self) -> None:
+        """A job of ours that is Running on chain with a finished run but no live submission (the submission reverted
+        or was reorged away, and the job is Running again): submit the bundle again, or run again if it is stale."""
+        rows = self.store.db.execute("SELECT job_id, report FROM runs WHERE status = 'ok'").fetchall()
+        for row in rows:
+            job_id = int(row["job_id"])
+            job = self.store.job(job_id)
+            if job is None or job["state"] != "running" or job["worker"] not in self.workers:
+                continue
+            submits = self.store.db.execute("SELECT status FROM outbox WHERE key = ? OR key LIKE ?",
+                                            (f"submit:{job_id}", f"submit:{job_id}:%")).fetchall()
+            if any(r["status"] not in ("failed", "done_elsewhere") for r in submits):
+                continue  # one is under way, or confirmed and the follower has not read it yet
+            if len(submits) >= 5:
+                continue
+            report = self._finished_bundle(job_id)
+            if report is None:
+                log.info("job %s: Running again, its finished result predates the current grant: running it again", job_id)
+                self.store.db.execute("UPDATE runs SET status = 'retry', finished = 0, pid = NULL WHERE job_id = ?", (job_id,))
+                continue
+            log.info("job %s: Running again with a finished result on disk: submitting it again", job_id)
+            att = Attestation.from_json(report["attestation"])
+            signature = bytes.fromhex(report["signature"].removeprefix("0x"))
+            self.outbox.add(self._submit_key(job_id), "JobMarket", "submitResult",
+                            [job_id, self.store.terms(job_id), list(att.as_tuple()), signature])
+
+    def _submit_key(self, job_id: int) -> str:
+        """`submit:JOB` for the first submission of a job, `submit:JOB:N` for the N-th again (after a revert or a reorg)."""
+        n = self.store.db.execute("SELECT COUNT(*) AS n FROM outbox WHERE key = ? OR key LIKE ?",
+                                  (f"submit:{job_id}", f"submit:{job_id}:%")).fetchone()["n"]
+        return f"submit:{job_id}" if n == 0 else f"submit:{job_id}:{n}"
 
     def _collect(self) -> list[int]:
         finished = []
@@ -311,10 +510,12 @@ class Coordinator:
         if retry:
             log.warning("job %s: run stopped by %s (%s); will run again", job_id, outcome.report.get("error"), outcome.report.get("message"))
             return
+        log.info("job %s: run %s after %.1f s%s", job_id, "finished" if outcome.ok else "failed", outcome.seconds,
+                 "" if outcome.ok else f" ({outcome.report.get('error')}: {outcome.report.get('message')}); reporting it")
         if outcome.ok:
             att = Attestation.from_json(outcome.report["attestation"])
             signature = bytes.fromhex(outcome.report["signature"].removeprefix("0x"))
-            self.outbox.add(f"submit:{job_id}", "JobMarket", "submitResult", [job_id, self.store.terms(job_id), list(att.as_tuple()), signature])
+            self.outbox.add(self._submit_key(job_id), "JobMarket", "submitResult", [job_id, self.store.terms(job_id), list(att.as_tuple()), signature])
             worker = self.workers.get(att.worker)
             job = self.store.job(job_id)
             if worker is not None and job is not None:
@@ -372,6 +573,19 @@ class Coordinator:
                     self.outbox.add(key, "JobMarket", "withdraw", [token])
 
     # ---------------------------------------------------------------- chain checks for the outbox
+    def _still_wanted(self, intent: Intent) -> bool | None:
+        """Whether a transaction the node lost may be broadcast again. A result whose grant a reorg moved (the grant is
+        mined again, later) was attested before the grant as the chain now has it, so the audit would reject it: it
+        is dropped and the job runs again (`_resubmit`). Until the grant is back, wait."""
+        if intent.function != "submitResult":
+            return True
+        job = self.store.job(int(intent.args[0]))
+        if job is None or job["state"] in ("open", "assigned"):
+            return None
+        if job["state"] != "running":
+            return True
+        return self._finished_bundle(int(intent.args[0])) is not None
+
     def _already_done(self, intent: Intent) -> bool:
         if intent.function == "withdraw":
             return int(self.suite.market.functions.credits(intent.args[0], self.operator.address).call()) == 0

@@ -58,14 +58,46 @@ class Outcome:
     cancelled: bool = False
 
 
+class AdoptedProcess:
+    """A worker process started by an earlier coordinator process, watched through its PID file lock (it is not our
+    child, so it cannot be waited for): it is running while the lock is held. Its result is read from its bundle."""
+
+    def __init__(self, pid: int, pid_file: Path) -> None:
+        self.pid = pid
+        self.pid_file = pid_file
+        self.stdout = None
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        import fcntl
+
+        if self.returncode is not None:
+            return self.returncode
+        try:
+            with open(self.pid_file, "a+") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        except OSError:
+            pass
+        self.returncode = 0
+        return 0
+
+    def wait(self) -> int:
+        while self.poll() is None:
+            time.sleep(0.05)
+        return self.returncode or 0
+
+
 class RunningJob:
-    def __init__(self, job_id: int, process: subprocess.Popen[bytes], log: Path, deadline: float, started: float) -> None:
+    def __init__(self, job_id: int, process: Any, log: Path, deadline: float, started: float, bundle: Path | None = None) -> None:
         self.job_id = job_id
         self.process = process
         self.log = log
         self.deadline = deadline
         self.started = started
         self.cancelled = False
+        self.bundle = bundle  # adopted runs: where their result appears (they report to no one)
 
 
 class Executor:
@@ -100,6 +132,32 @@ class Executor:
         out.close()
         now = time.monotonic()
         job = RunningJob(job_id, process, log, now + (time_limit_s or self.time_limit_s), now)
+        self.running[job_id] = job
+        return job
+
+    def live_pid(self, job_id: int, command: WorkerCommand | None = None) -> int | None:
+        """The PID of a run of `job_id` that is still alive (its PID file lock is held), or None."""
+        import fcntl
+
+        path = (command or self.command).work_dir / str(job_id) / PID_FILE
+        if not path.exists():
+            return None
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return None
+            except BlockingIOError:
+                handle.seek(0)
+                text = handle.read().strip()
+                return int(text) if text.isdigit() else None
+
+    def adopt(self, job_id: int, pid: int, command: WorkerCommand | None = None, time_limit_s: float | None = None) -> RunningJob:
+        """Watch a run left by an earlier coordinator process instead of training again; its outcome comes from the
+        bundle it writes (`results/JOB`), or is a crash (run again) if it ends without one."""
+        c = command or self.command
+        now = time.monotonic()
+        job = RunningJob(job_id, AdoptedProcess(pid, c.work_dir / str(job_id) / PID_FILE), self.logs / f"job-{job_id}.log",
+                         now + (time_limit_s or self.time_limit_s), now, bundle=c.results / str(job_id))
         self.running[job_id] = job
         return job
 
@@ -142,7 +200,10 @@ class Executor:
         job = self.running.get(job_id)
         if job is not None and job.process.poll() is None:
             job.cancelled = True
-            os.killpg(job.process.pid, signal.SIGTERM)
+            try:
+                os.killpg(job.process.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def poll(self) -> list[Outcome]:
         """Outcomes of the processes that ended (or were stopped for their time limit) since the last poll."""
@@ -153,7 +214,10 @@ class Executor:
                 if time.monotonic() < job.deadline:
                     continue
                 timed_out = True
-                os.killpg(job.process.pid, signal.SIGKILL)
+                try:
+                    os.killpg(job.process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             job.process.wait()
             stdout = ""
             if job.process.stdout is not None:
@@ -179,6 +243,8 @@ class Executor:
             report = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
         except json.JSONDecodeError:
             report = {}
+        if not report and job.bundle is not None and not timed_out:
+            report = bundle_report(job.bundle, job.job_id) or {}
         if timed_out:
             report = {"ok": False, "reason": 6, "error": "TimeLimit", "message": f"the worker ran past its {self.time_limit_s:.0f}s limit"}
         elif job.cancelled:
@@ -187,3 +253,20 @@ class Executor:
             report = {"ok": False, "reason": 6, "error": "WorkerCrashed",
                       "message": f"the worker exited with code {job.process.returncode} and no report; see {job.log}"}
         return Outcome(job.job_id, bool(report.get("ok")), report, job.process.returncode, seconds, job.log, timed_out, job.cancelled)
+
+
+def bundle_report(bundle: Path, job_id: int) -> dict[str, Any] | None:
+    """A success report rebuilt from a finished bundle on disk (its signed attestation), as the worker process prints
+    it; None if there is no complete bundle for `job_id`. (Whether it is recent enough for the job's current grant is
+    the coordinator's check.)"""
+    path = bundle / "attestation.json"
+    try:
+        if not all((bundle / name).is_file() for name in ("output.sealed", "output.key", "metrics.json", "trajectory.jsonl")):
+            return None
+        doc = json.loads(path.read_text())
+        signature = str(doc.pop("signature"))
+        if int(doc.get("job_id", -1)) != job_id:
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"ok": True, "job_id": job_id, "bundle": str(bundle), "attestation": doc, "signature": signature, "adopted": True}
