@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from llmos_chain.cli.output import console, emit_json, table
@@ -141,3 +143,55 @@ def pipeline(
         rows.append([name, f"{r['assigned']}/{r['jobs']}", r["cycles"], f"{r['jobs_per_s']:.1f}", f"{r['median_latency_s']:.3f}",
                      f"{r['p90_latency_s']:.3f}"])
     table("Pipeline on anvil: JobPosted → Assigned", ["coordinator", "assigned", "cycles", "jobs/s", "median latency s", "p90 s"], rows)
+
+
+@app.command("soak")
+def soak(
+    jobs: int = typer.Option(3, "--jobs", min=1, help="Jobs to post (each a tiny recipe that trains in seconds on CPU)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    error_rate: float = typer.Option(0.0, "--error-rate", min=0.0, max=1.0, help="Fraction of RPC requests failed (half HTTP 502, half -32603)."),
+    hang_rate: float = typer.Option(0.0, "--hang-rate", min=0.0, max=1.0, help="Fraction of RPC requests held --hang-s seconds."),
+    hang_s: float = typer.Option(20.0, "--hang-s", min=0.0, help="How long a hung request is held."),
+    lag_blocks: int = typer.Option(0, "--lag-blocks", min=0, help="How far behind the head a lagging backend is."),
+    lag_rate: float = typer.Option(0.0, "--lag-rate", min=0.0, max=1.0, help="Fraction of RPC requests answered by the lagging backend."),
+    timeout_s: float | None = typer.Option(None, "--timeout-s", min=1.0, help="Give up waiting after this long (default 120 s + 15 s per job)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fault proxy's random draws."),
+    slots: int = typer.Option(2, "--slots", min=1, help="GPU slots of the provider's one worker (jobs trained at once)."),
+    keep: Path | None = typer.Option(None, "--keep", help="Run in this directory and leave it (logs, databases) instead of a temporary one."),
+) -> None:
+    """N jobs through the whole lifecycle on a fresh anvil while a proxy injects RPC faults into the daemons' traffic.
+
+    The coordinator and the owner's and client's agents run as separate processes behind the fault proxy; posting
+    and measuring read the chain directly. Reports jobs settled and lost, duplicate transactions, FailureReported
+    events (all caused by the infrastructure: every job is good), wasted gas and p50/p99 seconds from posting to each
+    state. Exits 2 if anvil or the worker extra (torch) is missing; lost jobs are a measurement, not an error exit.
+    """
+    from llmos_chain.bench.soak import LATENCY_STATES, missing_requirements
+    from llmos_chain.bench.soak import soak as run_soak
+
+    problem = missing_requirements()
+    if problem:
+        from llmos_chain.cli.output import error
+
+        error(problem)
+        raise typer.Exit(2)
+    faults = {"error_rate": error_rate, "hang_rate": hang_rate, "hang_s": hang_s, "lag_blocks": lag_blocks, "lag_rate": lag_rate}
+    result = run_soak(jobs, {k: v for k, v in faults.items() if v}, timeout_s=timeout_s, seed=seed, slots=slots, keep=keep)
+    if json_out:
+        emit_json(result)
+        return
+    shown = {k: v for k, v in faults.items() if v and (k != "hang_s" or hang_rate)}
+    fault_text = ", ".join(f"{k}={v}" for k, v in shown.items()) or "none"
+    rows = [["jobs settled", f"{result['settled']}/{result['jobs']}", "all"], ["jobs lost", result["lost"], "0"],
+            ["final states", ", ".join(f"{k} {v}" for k, v in sorted(result["states"].items())), ""],
+            ["duplicate transactions", result["duplicate_txs"], "0"], ["FailureReported (infrastructure)", result["infra_failures"], "0"],
+            ["reverted transactions", result["reverted_txs"], "0"], ["wasted gas", f"{result['wasted_gas']:,}", "0"]]
+    for state in LATENCY_STATES:
+        lat = result["latency"][state]
+        if lat["n"]:
+            rows.append([f"posted → {state} p50 / p99 s", f"{lat['p50_s']:.1f} / {lat['p99_s']:.1f}", ""])
+    if result["daemon_crashes"]:
+        rows.append(["daemon exits (restarted)", len(result["daemon_crashes"]), "0"])
+    rows.append(["RPC requests (injected faults)", f"{result['proxy']['requests']} ({sum(result['proxy']['faults'].values())})", ""])
+    rows.append(["wall time s" + (" (timed out)" if result["timed_out"] else ""), f"{result['wall_s']:.0f}", ""])
+    table(f"Soak on anvil, faults: {fault_text}", ["measure", "value", "target"], rows)
