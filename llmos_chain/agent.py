@@ -91,6 +91,7 @@ class Agent:
         client: LocalAccount | None = None,
         accepts: AcceptPolicy | None = None,
         confirmations: int = 0,
+        revert_patience_s: float = 5.0,
     ) -> None:
         if grants is not None and (owner is None or keystore is None):
             raise LlmosError("granting needs the owner's account and the keystore holding the data keys")
@@ -102,9 +103,9 @@ class Agent:
         self.follower = Follower(suite, store, confirmations=confirmations)
         contracts = {"JobMarket": suite.market}
         self.owner_box = Outbox(suite.w3, store, owner, contracts, already_done=self._already_done,
-                                confirmations=confirmations) if owner else None
+                                confirmations=confirmations, revert_patience_s=revert_patience_s) if owner else None
         self.client_box = Outbox(suite.w3, store, client, contracts, already_done=self._already_done,
-                                 confirmations=confirmations) if client else None
+                                 confirmations=confirmations, revert_patience_s=revert_patience_s) if client else None
         self.client = client
         store.db.executescript(DECISIONS_SCHEMA)
 
@@ -199,7 +200,10 @@ class Agent:
             # one decision per assignment: a job reopened (grant timeout) and assigned again is decided afresh
             attempt = self._assignment(job_id)
             kind = f"grant:{attempt}"
-            if dataset_id not in policy.datasets or self._decided(job_id, kind):
+            if dataset_id not in policy.datasets:
+                continue
+            if self._decided(job_id, kind):
+                self._grant_again(job, attempt)
                 continue
             refusal = self._refusal(job)
             if refusal is not None:
@@ -222,6 +226,32 @@ class Agent:
             box.add(f"grant:{job_id}:{attempt}:{plan.worker}", "JobMarket", "grantAccess", [job_id, self.store.terms(job_id), wrapped])
             self._decide(job_id, kind, "granted", f"to worker {plan.worker}")
             report.granted.append(job_id)
+
+    #: Seconds a grant that ended without effect waits for the follower before it is sent again.
+    GRANT_RETRY_AFTER_S = 10.0
+
+    def _grant_again(self, job: dict[str, Any], attempt: str) -> None:
+        """A grant decided for this assignment whose transaction ended without effect (it reverted, or the node said
+        it was not needed, e.g. a lagging backend) while the job is, as far as the follower read, still assigned to
+        the same worker: send it again, under a new key. Only once the last one finished `GRANT_RETRY_AFTER_S` ago, so
+        a follower merely behind the grant does not cause a second one (the chain check before sending guards too)."""
+        box = self.owner_box
+        assert box is not None
+        job_id = int(job["job_id"])
+        prefix = f"grant:{job_id}:{attempt}:"
+        rows = self.store.db.execute("SELECT key, status, updated FROM outbox WHERE key LIKE ? AND sender = ? ORDER BY id",
+                                     (prefix + "%", box.account.address)).fetchall()
+        if not rows or any(r["status"] not in ("failed", "done_elsewhere") for r in rows) or len(rows) >= 5:
+            return
+        if time.time() - float(rows[-1]["updated"]) < self.GRANT_RETRY_AFTER_S:
+            return
+        last = box.get(str(rows[-1]["key"]))
+        worker = str(last.key).split(":")[3]
+        if worker.lower() != str(job["worker"]).lower():
+            return
+        log.info("job %s: the grant to %s ended without effect (%s) and the job is still assigned: granting again",
+                 job_id, worker, last.status)
+        box.add(f"{prefix}{worker}:{len(rows)}", "JobMarket", "grantAccess", last.args)
 
     def _assignment(self, job_id: int) -> str:
         """The transaction of the job's latest JobAssigned event (names one assignment)."""
@@ -268,8 +298,12 @@ class Agent:
     def _already_done(self, intent: Intent) -> bool:
         job = get_job(self.suite, int(intent.args[0]))
         if intent.function == "grantAccess":
-            worker = intent.key.rsplit(":", 1)[-1]
-            return job.state is not JobState.ASSIGNED or job.worker.lower() != worker.lower()
+            # Done when granted (the job went past Assigned) or moot when the job is another worker's now. A job that
+            # shows Open is NOT taken as done: a lagging backend shows it so before the assignment it was read after.
+            worker = intent.key.split(":")[3]
+            if job.state in (JobState.OPEN, JobState.ASSIGNED):
+                return job.state is JobState.ASSIGNED and job.worker.lower() != worker.lower()
+            return True
         if intent.function == "accept":
             return job.state in (JobState.SETTLED, JobState.FAILED)
         if intent.function == "dispute":

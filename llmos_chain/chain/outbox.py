@@ -102,6 +102,7 @@ class Outbox:
         fee_bump: float = 1.25,
         confirmations: int = 0,
         still_wanted: Callable[[Intent], bool | None] | None = None,
+        revert_patience_s: float = 0.0,
     ) -> None:
         self.w3 = w3
         self.store = store
@@ -113,6 +114,10 @@ class Outbox:
         self.confirmations = confirmations
         self.nonce_patience_s = 5.0
         self._nonce_gone: dict[int, float] = {}
+        #: A revert at gas estimation ends the intent only if it still reverts this long after the first one: behind a
+        #: load balancer the estimate may run on a backend that has not seen the block that makes the call valid.
+        self.revert_patience_s = revert_patience_s
+        self._reverting: dict[int, float] = {}
         #: Asked before the same bytes are broadcast again to a node that lost them (a reorg dropped the block, the node
         #: restarted): True sends them, None waits (the chain is not ready for them yet), False ends the intent
         #: `failed` (it is no longer valid, e.g. a result attested before the grant a reorg moved later).
@@ -206,8 +211,13 @@ class Outbox:
                 # the effect may be on chain already (a crash after broadcast, or another sender): check before failing
                 if self._done(intent):
                     self._update(intent.id, status="done_elsewhere", error=str(error))
-                else:
-                    self._update(intent.id, status="failed", error=str(error))
+                    return self.get(intent.key)
+                first = self._reverting.setdefault(intent.id, time.monotonic())
+                if time.monotonic() - first < self.revert_patience_s:
+                    log.info("%s: the estimate reverts (%s); asking again before giving up", intent.key, error)
+                    return intent
+                self._reverting.pop(intent.id, None)
+                self._update(intent.id, status="failed", error=str(error))
                 return self.get(intent.key)
             raise ChainError(f"{intent.function}: could not estimate gas: {exc}") from exc
         nonce = self._next_nonce() if nonce is None else nonce

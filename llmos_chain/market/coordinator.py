@@ -34,7 +34,7 @@ from llmos_chain.chain.follower import Follower
 from llmos_chain.chain.contracts import call
 from llmos_chain.chain.market import JobState, ZERO_ADDRESS, get_job
 from llmos_chain.chain.outbox import Intent, Outbox
-from llmos_chain.errors import LlmosError
+from llmos_chain.errors import LlmosError, NodeLaggingError
 from llmos_chain.market.allocator import JobDemand, WorkerSupply, allocate
 from llmos_chain.market.executor import Executor, Outcome
 from llmos_chain.store import ACTIVE_STATES, Store, StoredEvent
@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS estimates (worker_class TEXT PRIMARY KEY, ratio REAL 
 WEI = 10**18
 #: Seconds before a run stopped by an infrastructure fault is started again.
 RETRY_AFTER_S = 15.0
+#: Seconds a revert at gas estimation must persist before the intent is given up (a lagging backend may estimate).
+REVERT_PATIENCE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,8 @@ class Coordinator:
                                                                      timeout_s=5.0)
         self.follower = Follower(suite, store, confirmations=confirmations, on_event=self._on_event, max_reorg_depth=max_reorg_depth)
         self.outbox = Outbox(suite.w3, store, operator, {"JobMarket": suite.market}, already_done=self._already_done,
-                             stuck_after_s=fee_bump_after_s, confirmations=confirmations, still_wanted=self._still_wanted)
+                             stuck_after_s=fee_bump_after_s, confirmations=confirmations, still_wanted=self._still_wanted,
+                             revert_patience_s=REVERT_PATIENCE_S)
         self.trouble: dict[str, dict[str, Any]] = {}  # phase → {"error", "count", "since", "next_log"}: condensed logging
         self._adopted = False
         self._recipes: dict[tuple[str, str], tuple[dict[str, Any] | None, str]] = {}
@@ -211,8 +214,9 @@ class Coordinator:
             text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
             text = text if len(text) <= 240 else text[:237] + "…"
             entry = self.trouble.get(name)
+            quiet = isinstance(exc, NodeLaggingError)  # expected behind load balancers: info unless it persists
             if entry is None or entry["error"] != text:
-                log.warning("%s: %s (will retry)", name, text)
+                log.log(logging.INFO if quiet else logging.WARNING, "%s: %s (will retry)", name, text)
                 self.trouble[name] = {"error": text, "count": 1, "since": time.time(), "next_log": 2}
             else:
                 entry["count"] += 1
@@ -222,7 +226,8 @@ class Coordinator:
             return False
         if name in self.trouble:
             entry = self.trouble.pop(name)
-            log.info("%s: recovered after %d failed attempt(s)", name, entry["count"])
+            if entry["count"] > 1 or "NodeLaggingError" not in entry["error"]:
+                log.info("%s: recovered after %d failed attempt(s)", name, entry["count"])
         return True
 
     def safe_step(self) -> StepReport | None:

@@ -119,23 +119,29 @@ def test_reorgs_at_every_step_at_depths_one_to_three(soak: Callable[..., SoakRun
         run.wait_ready()
         [job] = run.post_jobs(1)
         done: list[tuple[str, int, int]] = []
-        for step, depth in (("JobPosted", 1), ("JobAssigned", 2), ("AccessGranted", 3), ("ResultSubmitted", 1), ("JobSettled", 2)):
+        # (step, depth, deep): a deep reorg waits until the coordinator's follower has read the step's block, then
+        # replaces everything from that block on, so the follower must roll back what it recorded
+        for step, depth, deep in (("JobPosted", 1, False), ("JobAssigned", 2, False), ("AccessGranted", 3, True),
+                                  ("ResultSubmitted", 1, False), ("JobSettled", 2, True)):
             event = getattr(run.suite.market.events, step)()
             logs = _until(lambda: event.get_logs(from_block=run.first_block, argument_filters={"jobId": job}),
                           JOB_TIMEOUT_S, f"{step} of job {job}")
+            block = int(logs[-1]["blockNumber"])
+            if deep:
+                _until(lambda: (health(run)["cursor"] or 0) >= block, 120, f"the follower to read block {block}")
             tx = logs[-1]["transactionHash"]
             again = []
             if step == "JobPosted":  # the client's wallet: its transaction is mined again in the new chain
                 raw = w3.provider.make_request("eth_getRawTransactionByHash", ["0x" + bytes(tx).hex()])["result"]  # type: ignore[arg-type]
                 again = [[raw, 0]]
             head = int(w3.eth.block_number)
-            if head - int(logs[-1]["blockNumber"]) >= depth:  # mined blocks moved it out of reach: reorg what is there
-                depth = head - int(logs[-1]["blockNumber"]) + 1
+            if deep or head - block >= depth:  # reorg from the step's block on (mined blocks may have buried it)
+                depth = head - block + 1
             w3.provider.make_request("anvil_reorg", [depth, again])  # type: ignore[arg-type]
             done.append((step, depth, head))
         assert len(done) == 5
         result = assert_clean(run, [job], f"reorgs {done}")
-        assert health(run)["reorgs"] >= 1  # the deeper ones were seen by the follower
+        assert health(run)["reorgs"] >= 2  # the deep ones were seen and rolled back by the follower
         assert result["txs"]["assign"] == 1 and result["txs"]["grantAccess"] == 1
     finally:
         stop.set()
