@@ -197,6 +197,6 @@ def measure(stream: bool = True, size: int = BUFFER_BYTES, rounds: int = ROUNDS,
     result["openssl_gbps"] = openssl_gbps(openssl_seconds)
     result["openssl_multi_gbps"] = openssl_gbps(openssl_seconds, multi=result["threads"])
     result["stream_peak_mib"] = stream_peak_mib() if stream else None
-    result["buffer_mib"] = size / (1 << 20)
+    result["buffer_mib"] = size >> 20 if size % (1 << 20) == 0 else size / (1 << 20)  # whole MiB stay an int, as before
     result["cpus"] = os.cpu_count()
     return result
