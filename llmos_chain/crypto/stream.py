@@ -176,7 +176,8 @@ def _read_full(src: BinaryIO, buf: memoryview) -> int:
 # hash is one sequential BLAKE3 over the sealed bytes, which BLAKE3 itself spreads over the cores.
 
 _BATCH_BYTES = 8 << 20
-_THREADS = 2
+#: Threads that seal and open chunks (AES-GCM and the leaf hashes); `llmos bench crypto` compares on this many.
+THREADS = 2
 
 
 def _batch_chunks(chunk_size: int) -> int:
@@ -192,7 +193,7 @@ def _seal_batch(
     leaves: list[bytes] = [b""] * count
 
     def work(part: int) -> None:
-        for j in range(part, count, _THREADS):
+        for j in range(part, count, THREADS):
             p = plain[j * size : (j + 1) * size]
             o = out[j * (size + TAG_LEN) : j * (size + TAG_LEN) + len(p) + TAG_LEN]
             cipher.encrypt_into(first + j, final and j == count - 1, p, o)
@@ -201,7 +202,7 @@ def _seal_batch(
     if count == 1:
         work(0)
     else:
-        for f in [pool.submit(work, part) for part in range(_THREADS)]:
+        for f in [pool.submit(work, part) for part in range(THREADS)]:
             f.result()
     return leaves
 
@@ -217,7 +218,7 @@ def _open_batch(
     failed: dict[int, SealedDataError] = {}
 
     def work(part: int) -> None:
-        for j in range(part, count, _THREADS):
+        for j in range(part, count, THREADS):
             if failed and j > min(failed):
                 return  # a chunk before this one already failed; its error is the one to report
             c = sealed[j * stride : (j + 1) * stride]
@@ -233,7 +234,7 @@ def _open_batch(
     if count == 1:
         work(0)
     else:
-        for f in [pool.submit(work, part) for part in range(_THREADS)]:
+        for f in [pool.submit(work, part) for part in range(THREADS)]:
             f.result()
     if failed:
         # The earliest failing chunk is reported; the caller releases nothing from this batch.
@@ -261,7 +262,7 @@ def seal_stream(
     index = 0
     plain_total = 0
     sealed_total = len(head)
-    with ThreadPoolExecutor(max_workers=_THREADS + 1) as pool:
+    with ThreadPoolExecutor(max_workers=THREADS + 1) as pool:
         cur = memoryview(bufs[0])
         n_cur = _read_full(src, cur)
         k = 0
@@ -316,7 +317,7 @@ def seal_buffer(
     view = memoryview(out)
     view[:HEADER_LEN] = header.to_bytes()
     # The whole buffer is one batch: a single hand-off to the two threads, no intermediate copies.
-    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
         leaves = _seal_batch(pool, cipher, 0, plain, view[HEADER_LEN:], True)
     index = len(leaves)
     cipher_hash = blake3.blake3(view, max_threads=blake3.blake3.AUTO).digest()
@@ -467,7 +468,7 @@ class SealedFile:
         if isinstance(self._f, _MemorySource) and into is not None:
             # In memory, decrypt straight from the sealed buffer into the output in one batch.
             body = self._f.view[HEADER_LEN : layout.sealed_size]
-            with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            with ThreadPoolExecutor(max_workers=THREADS) as pool:
                 leaves = _open_batch(pool, cipher, 0, body, into[: layout.plaintext_size], True, hash_leaves)
             if progress is not None:
                 progress(layout.plaintext_size)
@@ -484,7 +485,7 @@ class SealedFile:
             last = min(first + per_batch, layout.chunks)
             return (last - first) * stride - (size - layout.last_plain if last == layout.chunks else 0)
 
-        with ThreadPoolExecutor(max_workers=_THREADS + 1) as pool:
+        with ThreadPoolExecutor(max_workers=THREADS + 1) as pool:
             want = span(0)
             pending = pool.submit(_read_full, self._f, memoryview(raw[0])[:want])
             first, k = 0, 0
