@@ -195,3 +195,31 @@ def soak(
     rows.append(["RPC requests (injected faults)", f"{result['proxy']['requests']} ({sum(result['proxy']['faults'].values())})", ""])
     rows.append(["wall time s" + (" (timed out)" if result["timed_out"] else ""), f"{result['wall_s']:.0f}", ""])
     table(f"Soak on anvil, faults: {fault_text}", ["measure", "value", "target"], rows)
+
+
+@app.command("startup")
+def startup(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    runs: int = typer.Option(10, "--runs", min=1, help="Fresh processes per command; the median is reported."),
+    baseline: Path | None = typer.Option(None, "--baseline", help="Another checkout of this project (e.g. a `git worktree` of "
+                                         "an older commit): timed in the same rounds, side by side."),
+) -> None:
+    """How long `llmos` takes to answer --help, a subcommand's help, a usage error and --version: the median wall time
+    of fresh processes, interpreter start included. Target: each under 0.5 s."""
+    from llmos_chain.bench.startup import measure
+
+    result = measure(runs, baseline)
+    if json_out:
+        emit_json(result)
+        return
+    base = result.get("baseline")
+    columns = ["command", "median s"] + (["baseline median s", "vs baseline"] if base else [])
+    rows = []
+    for name, median in result["commands"].items():
+        row = [name, f"{median:.3f}"]
+        if base:
+            row += [f"{base['commands'][name]:.3f}", f"{median / base['commands'][name]:.2f}×"]
+        rows.append(row)
+    table(f"CLI start-up, median of {result['runs']} fresh processes ({result['python']})", columns, rows)
+    console.print(f"slowest median {result['max_median_s']:.3f} s (target < {result['target_s']} s)"
+                  + (f"; baseline {base['max_median_s']:.3f} s ({base['source']})" if base else ""))
