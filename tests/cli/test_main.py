@@ -29,6 +29,8 @@ def test_bench_gas_json_interface() -> None:
     assert result["batched"]["per_job"]["eth"] <= 120_000
     # withdraw is outside the lifecycle total: an operator withdraws once for many jobs
     assert result["total"]["eth"] == sum(v for k, v in result["calls"].items() if k != "withdraw")
+    # the peer figure is quoted, not measured: the output says where it comes from
+    assert len(result["peer_gas_per_task"]) == 2 and "not measured" in result["peer_source"]
 
 
 def test_unreachable_node_is_a_clean_error() -> None:
