@@ -5,16 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
-from web3 import Web3
 
-from llmos_chain.chain.connect import connect
-from llmos_chain.chain.contracts import Sender
-from llmos_chain.chain.deploy import DeployParams, deploy_suite
 from llmos_chain.cli.common import UINT256_MAX, check_output_file
 from llmos_chain.cli.output import console, emit_json, table
 from llmos_chain.errors import ConfigError
-from llmos_chain.settings import load_settings
 
 UINT40_MAX = 2**40 - 1
 
@@ -38,6 +32,14 @@ def deploy(
     The deployer key comes from LLMOS_PRIVATE_KEY; on a dev chain (embedded, anvil) the first dev account is used.
     Every parameter is checked before the first contract is sent: a refused deploy leaves nothing half-deployed.
     """
+    from pydantic import ValidationError
+    from web3 import Web3
+
+    from llmos_chain.chain.connect import connect
+    from llmos_chain.chain.contracts import Sender
+    from llmos_chain.chain.deploy import DeployParams, deploy_suite
+    from llmos_chain.settings import load_settings
+
     # What the constructors would refuse, refused here: the first contracts would otherwise be deployed for nothing.
     if arbiter is not None and (not Web3.is_address(arbiter) or int(arbiter, 16) == 0):
         raise ConfigError(f"--arbiter must be a non-zero address, got {arbiter!r}")

@@ -6,19 +6,18 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from llmos_chain.chain.connect import Connection, connect
-from llmos_chain.chain.contracts import Sender
-from llmos_chain.chain.deploy import Deployment, Suite
-from llmos_chain.chain.market import MarketClient
-from llmos_chain.cli.output import err_console
-from llmos_chain.crypto.keys import Keystore
 from llmos_chain.errors import ConfigError
-from llmos_chain.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # the CLI answers --help and usage errors without web3, pydantic or the bindings: imported where used
+    from llmos_chain.chain.connect import Connection
+    from llmos_chain.chain.deploy import Suite
+    from llmos_chain.chain.market import MarketClient
+    from llmos_chain.crypto.keys import Keystore
+    from llmos_chain.settings import Settings
 
 #: Largest value of the contracts' uint256 ids (jobs, datasets) and wei amounts.
 UINT256_MAX = 2**256 - 1
@@ -31,6 +30,9 @@ JSON = typer.Option(False, "--json", help="Print one JSON object for scripts.")
 
 
 def keystore(path: Path | None) -> Keystore:
+    from llmos_chain.crypto.keys import Keystore
+    from llmos_chain.settings import load_settings
+
     return Keystore(load_settings(keystore=path).keystore)
 
 
@@ -79,6 +81,10 @@ def check_output_file(path: Path, what: str, *, parents: bool = False) -> Path:
 
 
 def open_suite(rpc: str | None, deployment: Path | None, timeout: float | None = None) -> tuple[Settings, Connection, Suite]:
+    from llmos_chain.chain.connect import connect
+    from llmos_chain.chain.deploy import Deployment, Suite
+    from llmos_chain.settings import load_settings
+
     settings = load_settings(rpc_url=rpc, deployment=deployment)
     if settings.rpc_url == "embedded":
         raise ConfigError("this command needs a lasting chain: pass --rpc URL (or set LLMOS_RPC_URL) and --deployment FILE")
@@ -89,6 +95,9 @@ def open_suite(rpc: str | None, deployment: Path | None, timeout: float | None =
 
 
 def acting_client(settings: Settings, conn: Connection, suite: Suite, dev_account: int) -> MarketClient:
+    from llmos_chain.chain.contracts import Sender
+    from llmos_chain.chain.market import MarketClient
+
     account = settings.account(conn.dev_accounts(), dev_account)
     return MarketClient(suite, Sender(conn.w3, account))
 
@@ -109,6 +118,10 @@ def byte_progress(description: str, total: int | None, enabled: bool = True) -> 
     if not enabled:
         yield lambda n: None
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from llmos_chain.cli.output import err_console
+
     columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(description, total=total)

@@ -24,10 +24,13 @@ from llmos_chain.cli.common import (
     tx_hex,
 )
 from llmos_chain.cli.output import console, emit_json, table, warn
-from llmos_chain.crypto import stream
-from llmos_chain.crypto.fetch import fetch
-from llmos_chain.datasets import Manifest, grant_access, manifest_path, register_dataset, seal_dataset
 from llmos_chain.errors import ConfigError, SealedDataError
+
+# The sealed format's chunk sizes (llmos_chain.crypto.stream's DEFAULT_CHUNK_SIZE and MAX_CHUNK_SIZE, checked equal by
+# tests/cli/test_main.py), here so that --help needs neither the format nor the chain libraries: both are imported by
+# the commands that use them.
+DEFAULT_CHUNK_SIZE = 512 << 10
+MAX_CHUNK_SIZE = 1 << 24
 
 app = typer.Typer(help="Sealed datasets: seal and open files, register them on-chain, grant access to an assigned worker or drop it.", no_args_is_help=True)
 DATASET = typer.Argument(..., min=0, max=UINT256_MAX, help="Dataset id.")
@@ -50,7 +53,7 @@ def seal(
     src: Path = typer.Argument(..., help="Plaintext file (JSONL, CSV, …)."),
     dst: Path = typer.Argument(..., help="Where to write the sealed file; its manifest goes to DST.json."),
     key_id: str = typer.Option(None, "--key-id", help="Seal under this existing data key instead of a new one."),
-    chunk_size: int = typer.Option(stream.DEFAULT_CHUNK_SIZE, "--chunk-size", min=1, max=stream.MAX_CHUNK_SIZE,
+    chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1, max=MAX_CHUNK_SIZE,
                                    help="Plaintext bytes per chunk."),
     force: bool = typer.Option(False, "--force", help="Replace an existing DST. Its manifest is kept as DST.json.replaced-KEYID "
                                "and its data key stays in the keystore."),
@@ -60,6 +63,9 @@ def seal(
     """Encrypt a file in the sealed format; the data key stays in the keystore, the hashes go to the manifest.
 
     An existing DST (or DST.json) is never replaced without --force: its manifest and key are what opens it."""
+    from llmos_chain.crypto import stream
+    from llmos_chain.datasets import manifest_path, seal_dataset
+
     if not src.is_file():
         raise ConfigError(f"no such file: {src}")
     check_output_file(dst, "DST")
@@ -99,6 +105,8 @@ def seal(
 
 def _sealed_under(manifest_file: Path) -> str:
     """' (sealed under key K)' from a manifest, or '' when there is none to read."""
+    from llmos_chain.datasets import Manifest
+
     try:
         return f" (sealed under key {Manifest.load(manifest_file).key_id})"
     except ConfigError:
@@ -107,6 +115,8 @@ def _sealed_under(manifest_file: Path) -> str:
 
 def _keep_manifest(manifest_file: Path) -> Path:
     """Copy a manifest that is about to be replaced to DST.json.replaced-KEYID (never over another copy)."""
+    from llmos_chain.datasets import Manifest
+
     try:
         tag = Manifest.load(manifest_file).key_id
     except ConfigError:
@@ -128,6 +138,9 @@ _CHECKED = ("cipher_hash", "key_id", "plaintext_size", "sealed_size", "chunks", 
 def inspect_cmd(sealed: Path = typer.Argument(..., help="Sealed file."), json_out: bool = JSON) -> None:
     """Show a sealed file's header and hashes; needs no key. With its manifest (DST.json) beside it, the file must
     match it (cipher hash, key id, sizes): a mismatch exits 1."""
+    from llmos_chain.crypto import stream
+    from llmos_chain.datasets import Manifest, manifest_path
+
     if sealed.is_dir():
         raise ConfigError(f"{sealed} is a directory, not a sealed file")
     info = stream.inspect(sealed)
@@ -162,6 +175,10 @@ def open_cmd(
 
     With `--out -` the file is verified completely first (every chunk and the content root) and only then
     decrypted to stdout, so a tampered file writes nothing; this reads the file twice."""
+    from llmos_chain.crypto import stream
+    from llmos_chain.crypto.fetch import fetch
+    from llmos_chain.datasets import Manifest, manifest_path
+
     if out != "-":
         check_output_file(Path(out), "--out")
     data_key = keystore(keystore_dir).load_data_key(key_id)
@@ -217,6 +234,9 @@ def register(
     json_out: bool = JSON,
 ) -> None:
     """Record the dataset's content root, cipher hash, size and URI in the DatasetRegistry."""
+    from llmos_chain.crypto import stream
+    from llmos_chain.datasets import Manifest, manifest_path, register_dataset
+
     check_uri(uri, "--uri")
     manifest = Manifest.load(manifest_path(sealed))
     stream.verify_cipher_hash(sealed, manifest.cipher_bytes())
@@ -245,6 +265,8 @@ def grant(
 
     The grant starts the worker's run window (the job's run time). It cannot be taken back: the wrapped key is public
     once published. To refuse a worker, drop the assignment instead (`llmos dataset drop`)."""
+    from llmos_chain.datasets import grant_access
+
     owner = acting(rpc, deployment, dev_account)
     plan, receipt = grant_access(owner, keystore(keystore_dir), dataset_id, job, key_id)
     result = {"dataset_id": dataset_id, "job_id": job, "worker": plan.worker, "key_kind": plan.key_kind.value,

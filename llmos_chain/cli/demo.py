@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
 from llmos_chain.cli.output import console, emit_json, err_console, table
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
 
 def _live_table(message: str, jobs: list[dict[str, Any]], started: float) -> Table:
+    from rich.table import Table
+
     t = Table(title=f"{message} … {time.monotonic() - started:.0f} s", title_justify="left")
     for column in ("job", "what", "state", "worker"):
         t.add_column(column)
@@ -32,6 +35,8 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with every job."),
 ) -> None:
     """Run the whole marketplace once: providers, a sealed dataset, three fine-tuning jobs, grants, results, audits, payouts."""
+    from rich.live import Live
+
     from llmos_chain.chain.connect import EMBEDDED, connect
     from llmos_chain.demo import run_demo
     from llmos_chain.errors import ConfigError

@@ -7,12 +7,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
 import typer
 
-from llmos_chain.chain.market import JobRequest, MarketClient, ZERO_ADDRESS, get_job
 from llmos_chain.cli.common import (
     DEPLOYMENT,
     DEV_ACCOUNT,
@@ -30,6 +29,9 @@ from llmos_chain.cli.common import (
 from llmos_chain.cli.output import console, emit_json, table
 from llmos_chain.errors import ChainError, ConfigError, SealedDataError
 
+if TYPE_CHECKING:
+    from llmos_chain.chain.market import MarketClient
+
 app = typer.Typer(help="The client's side of a job: post it, follow it, accept or dispute the result, fetch the model.",
                   no_args_is_help=True)
 JOB = typer.Argument(..., min=0, max=UINT256_MAX, help="Job id.")
@@ -41,6 +43,8 @@ POST_SLACK_S = 60
 
 
 def _done(json_out: bool, job_id: int, action: str, receipt: Any, client: MarketClient) -> None:
+    from llmos_chain.chain.market import get_job
+
     state = get_job(client.suite, job_id).state.name.lower()
     if json_out:
         emit_json({"job": job_id, "action": action, "state": state, "tx": tx_hex(receipt), "gas": int(receipt["gasUsed"])})
@@ -78,6 +82,7 @@ def post(
 
     from llmos_chain.basemodel import base_model_hash
     from llmos_chain.chain.contracts import abi, call
+    from llmos_chain.chain.market import JobRequest, ZERO_ADDRESS
     from llmos_chain.recipe import Recipe
 
     # Local checks first: nothing is read from the chain for a request that cannot be right.
@@ -134,6 +139,7 @@ def post(
 def status(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, json_out: bool = JSON) -> None:
     """A job's state, terms and history, from the chain."""
     from llmos_chain.audit import history_row, job_events
+    from llmos_chain.chain.market import ZERO_ADDRESS, get_job
 
     _, _, suite = open_suite(rpc, deployment)
     view = get_job(suite, job)
@@ -206,6 +212,7 @@ def fetch_cmd(
 ) -> None:
     """Download the job's result, check it against the hashes on chain, unwrap its key, decrypt the model and check it
     is the attested one (the weights hash in the attested metrics); written 0600."""
+    from llmos_chain.chain.market import get_job
     from llmos_chain.crypto import stream
     from llmos_chain.crypto.keys import OutputContext, unwrap_key
     from llmos_chain.results import fetch_bundle

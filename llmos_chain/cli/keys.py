@@ -8,7 +8,7 @@ import typer
 
 from llmos_chain.cli.common import JSON, KEYSTORE, existing_keystore, keystore
 from llmos_chain.cli.output import console, emit_json, table
-from llmos_chain.crypto.keys import EncryptionKey, KeyKind
+from llmos_chain.crypto.kinds import KeyKind
 
 app = typer.Typer(help="Encryption keys (HPKE) for workers and clients; separate from signing keys.", no_args_is_help=True)
 
@@ -21,6 +21,8 @@ def generate(
     json_out: bool = JSON,
 ) -> None:
     """Generate an encryption key pair into the keystore (file mode 0600) and print its public key."""
+    from llmos_chain.crypto.keys import EncryptionKey
+
     store = keystore(keystore_dir)
     key = EncryptionKey.generate(kind)
     path = store.save_encryption_key(name, key)

@@ -15,7 +15,6 @@ import re
 import struct
 import time
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -24,34 +23,13 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from eth_utils import to_canonical_address
 
+from llmos_chain.crypto.kinds import KeyKind
 from llmos_chain.crypto.stream import KEY_LEN, key_id
 from llmos_chain.errors import ConfigError, SealedDataError
 
 X25519_PUBLIC_LEN = 32
 MLKEM768_PUBLIC_LEN = 1184
 HYBRID_PUBLIC_LEN = MLKEM768_PUBLIC_LEN + X25519_PUBLIC_LEN  # 1216, as WorkerRegistry checks
-
-
-class KeyKind(str, Enum):
-    """HPKE suites a worker or client key can use; the value order matches the registry's enum."""
-
-    X25519 = "x25519"
-    MLKEM768_X25519 = "mlkem768-x25519"
-
-    @property
-    def chain_value(self) -> int:
-        return list(KeyKind).index(self)
-
-    @classmethod
-    def from_chain(cls, value: int) -> KeyKind:
-        try:
-            return list(KeyKind)[value]
-        except IndexError:
-            raise SealedDataError(f"unknown key kind {value} in the registry") from None
-
-    def suite(self) -> hpke.Suite:
-        kem = hpke.KEM.X25519 if self is KeyKind.X25519 else hpke.KEM.MLKEM768_X25519
-        return hpke.Suite(kem, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 
 
 @dataclass

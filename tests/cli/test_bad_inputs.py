@@ -243,6 +243,9 @@ ROWS: list[Row] = [
     Row("crypto-unknown-option", "bench crypto --bogus", "No such option"),
     Row("pipeline-zero-jobs", "bench pipeline --jobs 0", "--jobs", sub=True),
     Row("finetune-zero-steps", "bench finetune --steps 0", "--steps"),
+    Row("soak-zero-jobs", "bench soak --jobs 0", "--jobs"),
+    Row("startup-zero-runs", "bench startup --runs 0", "--runs"),
+    Row("startup-baseline-not-a-checkout", "bench startup --runs 1 --baseline .", "holds no llmos_chain", sub=True),
 ]
 
 ITEMS = {row.item for row in ROWS if row.item is not None}

@@ -29,6 +29,8 @@ def test_bench_gas_json_interface() -> None:
     assert result["batched"]["per_job"]["eth"] <= 120_000
     # withdraw is outside the lifecycle total: an operator withdraws once for many jobs
     assert result["total"]["eth"] == sum(v for k, v in result["calls"].items() if k != "withdraw")
+    # the peer figure is quoted, not measured: the output says where it comes from
+    assert len(result["peer_gas_per_task"]) == 2 and "not measured" in result["peer_source"]
 
 
 def test_unreachable_node_is_a_clean_error() -> None:
@@ -63,3 +65,45 @@ def test_bench_crypto_json_interface() -> None:
     assert {"open_gbps", "seal_gbps", "openssl_gbps", "stream_peak_mib"} <= set(result)
     assert result["open_gbps"] > 0 and result["seal_gbps"] > 0
     assert result["openssl_gbps"] is None or result["openssl_gbps"] > 0
+
+
+#: What `llmos --help` and a usage error must not load: the chain, crypto and server libraries and the bindings, each
+#: imported by the command that uses it (start-up, issue 16; `llmos bench startup` measures the time this saves).
+#: typer itself may import pydantic to parse a value, so pydantic is not listed.
+HEAVY = ("web3", "eth_account", "eth_utils", "eth_abi", "eth_keys", "cryptography", "aiohttp", "requests", "uvicorn",
+         "fastapi", "highspy", "llmos_chain.chain", "llmos_chain.crypto.keys", "llmos_chain.crypto.stream",
+         "llmos_chain.settings", "llmos_chain.datasets")
+
+
+def _loaded_by(*args: str) -> tuple[int, list[str]]:
+    code = (
+        "import contextlib, io, runpy, sys\n"
+        f"sys.argv = ['llmos', *{list(args)!r}]\n"
+        "rc = 0\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "    try:\n"
+        "        runpy.run_module('llmos_chain.cli.main', run_name='__main__')\n"
+        "    except SystemExit as exc:\n"
+        "        rc = exc.code or 0\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(rc, ' '.join(sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in heavy))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    rc, _, loaded = out.strip().partition(" ")
+    return int(rc), loaded.split()
+
+
+def test_help_and_usage_errors_load_no_heavy_library() -> None:
+    for args, expected_rc in ((["--help"], 0), (["job", "post", "--help"], 0), (["job", "status", "notanumber"], 2),
+                              (["--version"], 0)):
+        rc, loaded = _loaded_by(*args)
+        assert rc == expected_rc, args
+        assert loaded == [], f"`llmos {' '.join(args)}` imports {loaded}"
+
+
+def test_dataset_cli_chunk_sizes_are_the_formats() -> None:
+    # The CLI repeats them so that its --help needs no crypto library: they must stay the sealed format's own.
+    from llmos_chain.cli import dataset
+    from llmos_chain.crypto import stream
+
+    assert (dataset.DEFAULT_CHUNK_SIZE, dataset.MAX_CHUNK_SIZE) == (stream.DEFAULT_CHUNK_SIZE, stream.MAX_CHUNK_SIZE)
