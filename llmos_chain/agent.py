@@ -108,6 +108,7 @@ class Agent:
                                  confirmations=confirmations, revert_patience_s=revert_patience_s) if client else None
         self.client = client
         store.db.executescript(DECISIONS_SCHEMA)
+        self._bundle_mismatch_since: dict[tuple[int, str], float] = {}
 
     # ---------------------------------------------------------------- the loop
     def step(self) -> AgentReport:
@@ -268,10 +269,16 @@ class Agent:
         assert policy is not None and box is not None and client is not None
         for job in self.store.jobs("submitted"):
             job_id = int(job["job_id"])
-            if str(job["client"]).lower() != client.address.lower() or self._decided(job_id, "accept"):
+            if str(job["client"]).lower() != client.address.lower():
+                continue
+            # one decision per submission: a result submitted again (after a reorg dropped the first) is audited afresh
+            submission = self._submission(job_id)
+            kind = f"accept:{submission}"
+            if self._decided(job_id, kind):
+                self._accept_again(job_id, kind)
                 continue
             if policy.client_key is None:
-                self._decide(job_id, "accept", "no-key", "no client key configured: only a client audit may accept; left for the client")
+                self._decide(job_id, kind, "no-key", "no client key configured: only a client audit may accept; left for the client")
                 continue
             with tempfile.TemporaryDirectory(prefix="llmos-agent-") as tmp:
                 try:
@@ -279,20 +286,56 @@ class Agent:
                 except ResultNotFoundError:
                     continue  # not published yet: try again next step
                 audit = client_audit(self.suite, job_id, bundle, policy.client_key)
+            key = self._intent_key("accept", job_id)
             if audit.passed:
-                box.add(f"accept:{job_id}", "JobMarket", "accept", [job_id, self.store.terms(job_id)])
-                self._decide(job_id, "accept", "accepted", f"{len(audit.checks)} audit checks passed")
+                box.add(key, "JobMarket", "accept", [job_id, self.store.terms(job_id)])
+                self._decide(job_id, kind, "accepted", f"{len(audit.checks)} audit checks passed")
                 report.accepted.append(job_id)
                 continue
-            failed = ", ".join(c.name for c in audit.checks if not c.ok)
+            failing = [c.name for c in audit.checks if not c.ok]
+            seen = self._bundle_mismatch_since.setdefault((job_id, submission), time.monotonic())
+            if failing == ["bundle attestation is the recorded one"] and time.monotonic() - seen < self.BUNDLE_GRACE_S:
+                continue  # the provider may still be publishing the bundle of this submission (e.g. after a reorg)
+            failed = ", ".join(failing)
             report.audit_failed.append(job_id)
             if policy.dispute_failed:
-                box.add(f"dispute:{job_id}", "JobMarket", "dispute", [job_id, self.store.terms(job_id), blake3.blake3(failed.encode()).digest()],
-                        value=dispute_bond(self.suite))
-                self._decide(job_id, "accept", "disputed", f"audit failed: {failed}")
+                box.add(self._intent_key("dispute", job_id), "JobMarket", "dispute",
+                        [job_id, self.store.terms(job_id), blake3.blake3(failed.encode()).digest()], value=dispute_bond(self.suite))
+                self._decide(job_id, kind, "disputed", f"audit failed: {failed}")
                 report.disputed.append(job_id)
             else:
-                self._decide(job_id, "accept", "audit-failed", f"audit failed: {failed}; left for the client")
+                self._decide(job_id, kind, "audit-failed", f"audit failed: {failed}; left for the client")
+
+    #: Seconds a bundle that is not the submitted one is waited for before the audit's verdict stands.
+    BUNDLE_GRACE_S = 120.0
+
+    def _submission(self, job_id: int) -> str:
+        """The transaction of the job's latest ResultSubmitted event (names one submission)."""
+        row = self.store.db.execute("SELECT tx_hash FROM events WHERE job_id = ? AND name = 'ResultSubmitted' "
+                                    "ORDER BY block DESC, log_index DESC LIMIT 1", (job_id,)).fetchone()
+        return str(row["tx_hash"])[:18] if row else "0x"
+
+    def _intent_key(self, what: str, job_id: int) -> str:
+        """`accept:JOB` for the first, `accept:JOB:N` for the N-th again (likewise `dispute`)."""
+        n = self.store.db.execute("SELECT COUNT(*) AS n FROM outbox WHERE key = ? OR key LIKE ?",
+                                  (f"{what}:{job_id}", f"{what}:{job_id}:%")).fetchone()["n"]
+        return f"{what}:{job_id}" if n == 0 else f"{what}:{job_id}:{n}"
+
+    def _accept_again(self, job_id: int, kind: str) -> None:
+        """An accept decided for this submission whose transaction ended without effect while the job is still
+        Submitted as far as the follower read: send it again (once the last ended GRANT_RETRY_AFTER_S ago)."""
+        row = self.store.db.execute("SELECT verdict FROM decisions WHERE job_id = ? AND kind = ?", (job_id, kind)).fetchone()
+        box = self.client_box
+        if row is None or row["verdict"] != "accepted" or box is None:
+            return
+        rows = self.store.db.execute("SELECT key, status, updated FROM outbox WHERE (key = ? OR key LIKE ?) AND sender = ? ORDER BY id",
+                                     (f"accept:{job_id}", f"accept:{job_id}:%", box.account.address)).fetchall()
+        if not rows or any(r["status"] not in ("failed", "done_elsewhere") for r in rows) or len(rows) >= 5:
+            return
+        if time.time() - float(rows[-1]["updated"]) < self.GRANT_RETRY_AFTER_S:
+            return
+        log.info("job %s: the accept ended without effect and the result is still submitted: accepting again", job_id)
+        box.add(self._intent_key("accept", job_id), "JobMarket", "accept", [job_id, self.store.terms(job_id)])
 
     # ---------------------------------------------------------------- chain checks for the outboxes
     def _already_done(self, intent: Intent) -> bool:

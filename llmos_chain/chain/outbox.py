@@ -295,8 +295,13 @@ class Outbox:
                 # without its pool): the same signed bytes again, the same hash; never a new transaction
                 wanted = self.still_wanted(intent)
                 if wanted is False:
-                    log.warning("%s: not sending it again, it is no longer valid", intent.key)
-                    self._update(intent.id, status="failed", error="dropped by the node and no longer valid; not sent again")
+                    # Its nonce must still be used, or every later transaction of ours waits behind the gap: a plain
+                    # transfer of 0 to ourselves takes it (the usual cancellation); the nonce stays recorded here.
+                    cancel = self._cancel(intent)
+                    log.warning("%s: no longer valid after the node dropped it; nonce %s used by a cancelling transfer %s",
+                                intent.key, intent.nonce, cancel)
+                    self._update(intent.id, status="failed",
+                                 error=f"dropped by the node and no longer valid; nonce {intent.nonce} used by {cancel}")
                     return self.get(intent.key)
                 if wanted:
                     self._broadcast(intent)
@@ -311,6 +316,18 @@ class Outbox:
             if time.monotonic() >= deadline:
                 return intent
             time.sleep(0.05)
+
+    def _cancel(self, intent: Intent) -> str:
+        """Use the intent's nonce with a 0-value transfer to ourselves (priced to replace it); its hash."""
+        fee = max(self._fee(), int((intent.fee or self._fee()) * self.fee_bump) + 1)
+        tx = {"to": self.account.address, "value": 0, "gas": 21_000, "gasPrice": fee, "nonce": intent.nonce,
+              "chainId": int(self.w3.eth.chain_id)}
+        signed = self.account.sign_transaction(tx)
+        try:
+            self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Exception as exc:  # e.g. "nonce too low": the nonce is used already, which is all we want
+            log.info("cancelling transfer at nonce %s answered: %s", intent.nonce, exc)
+        return "0x" + bytes(signed.hash).hex()
 
     def _explain(self, intent: Intent, receipt: Any) -> str:
         contract = self.contracts[intent.contract]

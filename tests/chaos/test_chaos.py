@@ -191,3 +191,26 @@ def test_daemons_killed_and_restarted(soak: Callable[..., SoakRun], sig: int) ->
     time.sleep(1)
     run.restart("client_agent")
     assert_clean(run, jobs, f"killed with {signal.Signals(sig).name}")
+
+
+def test_node_restored_from_an_older_state(soak: Callable[..., SoakRun]) -> None:
+    """The node comes back from a snapshot taken when the job was assigned: the grant, the result and everything after
+    are gone. The daemons wait out what could be lag, then believe the shorter chain and roll back; each sends its
+    dropped transactions again (the same bytes), except the result, attested before the grant as the chain now has
+    it: that one is cancelled (its nonce used by a transfer to self) and the job trains again. It settles once."""
+    run = soak()
+    run.wait_ready()
+    owner = run.procs["owner_agent"]
+    owner.send_signal(signal.SIGSTOP)  # hold the grant until the snapshot is taken
+    try:
+        [job] = run.post_jobs(1)
+        _until(lambda: get_job(run.suite, job).state is JobState.ASSIGNED, JOB_TIMEOUT_S, "the assignment")
+        snapshot = run.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    finally:
+        owner.send_signal(signal.SIGCONT)
+    _until(lambda: get_job(run.suite, job).state in (JobState.SUBMITTED, JobState.SETTLED), JOB_TIMEOUT_S, "a result")
+    _until(lambda: (health(run)["cursor"] or 0) >= int(run.w3.eth.block_number), 60, "the coordinator to read the result")
+    run.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+    assert get_job(run.suite, job).state is JobState.ASSIGNED
+    assert_clean(run, [job], "node restored from an older state")
+    assert health(run)["reorgs"] >= 1
