@@ -103,9 +103,9 @@ class Agent:
         self.follower = Follower(suite, store, confirmations=confirmations)
         contracts = {"JobMarket": suite.market}
         self.owner_box = Outbox(suite.w3, store, owner, contracts, already_done=self._already_done,
-                                confirmations=confirmations, revert_patience_s=revert_patience_s) if owner else None
+                                confirmations=confirmations, revert_patience_s=revert_patience_s, follower_gated=True) if owner else None
         self.client_box = Outbox(suite.w3, store, client, contracts, already_done=self._already_done,
-                                 confirmations=confirmations, revert_patience_s=revert_patience_s) if client else None
+                                 confirmations=confirmations, revert_patience_s=revert_patience_s, follower_gated=True) if client else None
         self.client = client
         store.db.executescript(DECISIONS_SCHEMA)
         self._bundle_mismatch_since: dict[tuple[int, str], float] = {}
@@ -137,8 +137,13 @@ class Agent:
 
         stop = stop or threading.Event()
         if threading.current_thread() is threading.main_thread():
+            def on_signal(signum: int, frame: Any) -> None:
+                if stop.is_set():  # a second signal: do not wait for the step
+                    raise SystemExit(128 + signum)
+                stop.set()
+
             for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda signum, frame: stop.set())
+                signal.signal(sig, on_signal)
         last, count, next_log = "", 0, 1
         while not stop.is_set():
             try:

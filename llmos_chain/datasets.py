@@ -132,7 +132,7 @@ def latest_grant(suite: Suite, job_id: int, from_block: int = 0) -> dict[str, An
     logs = event.get_logs(from_block=from_block or suite.deployment.start_block, argument_filters={"jobId": job_id})
     if not logs:
         raise SealedDataError(f"no access grant on chain for job {job_id}")
-    return dict(logs[-1]["args"])
+    return {**dict(logs[-1]["args"]), "blockNumber": int(logs[-1]["blockNumber"])}
 
 
 def recover_data_key(suite: Suite, dataset_id: int, job_id: int, worker: str, key: EncryptionKey, from_block: int = 0) -> bytes:

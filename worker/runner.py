@@ -139,6 +139,9 @@ def run_job(
             grant = latest_grant(suite, job_id, suite.deployment.start_block)
         except SealedDataError as exc:  # the node's logs lack the grant its state shows: a lagging backend
             raise TransientError(str(exc)) from None
+        # The attested start may not precede the grant's block (the audit checks it): a lagging backend's "latest"
+        # can be older than the grant this worker just read.
+        started = max(started, int(suite.w3.eth.get_block(int(grant["blockNumber"]))["timestamp"]))
         try:
             data_key = unwrap_key(bytes(grant["wrappedKey"]), enc_key, grant_context(suite, job.dataset_id, job_id, signer.address))
         except SealedDataError as exc:  # the grant is there and does not open with our key: the owner's fault

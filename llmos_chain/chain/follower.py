@@ -260,6 +260,8 @@ class Follower:
                 ancestor = number
                 break
         depth = cursor.block - ancestor
+        if depth == 0:  # the block is there after all, unchanged (a backend that lacked it answered before): no reorg
+            return None
         if depth > self.max_reorg_depth:
             log.error("a reorg %d blocks deep (more than max_reorg_depth %d): block %d changed; rolling back to %d",
                       depth, self.max_reorg_depth, cursor.block, ancestor)

@@ -103,6 +103,7 @@ class Outbox:
         confirmations: int = 0,
         still_wanted: Callable[[Intent], bool | None] | None = None,
         revert_patience_s: float = 0.0,
+        follower_gated: bool = False,
     ) -> None:
         self.w3 = w3
         self.store = store
@@ -117,6 +118,11 @@ class Outbox:
         #: A revert at gas estimation ends the intent only if it still reverts this long after the first one: behind a
         #: load balancer the estimate may run on a backend that has not seen the block that makes the call valid.
         self.revert_patience_s = revert_patience_s
+        #: With a follower writing the same store (the daemons), a transaction is final only once the follower has read
+        #: its block too: from then on a reorg that drops it changes the follower's cursor block, which the follower
+        #: sees and rolls back (sending the intent back here). Without this, a reorg of blocks the follower had not
+        #: read yet would go unnoticed by both.
+        self.follower_gated = follower_gated
         self._reverting: dict[int, float] = {}
         #: Asked before the same bytes are broadcast again to a node that lost them (a reorg dropped the block, the node
         #: restarted): True sends them, None waits (the chain is not ready for them yet), False ends the intent
@@ -258,8 +264,9 @@ class Outbox:
         deadline = time.monotonic() + wait_s
         while True:
             receipt = self._receipt(intent)
-            if receipt is not None and self.confirmations > 0 and \
-                    int(self.w3.eth.block_number) - int(receipt["blockNumber"]) < self.confirmations:
+            if receipt is not None and ((self.confirmations > 0 and
+                                         int(self.w3.eth.block_number) - int(receipt["blockNumber"]) < self.confirmations)
+                                        or (self.follower_gated and int(receipt["blockNumber"]) > self._follower_cursor())):
                 # mined, not yet as deep as the follower reads: not final (a reorg may still drop it)
                 if time.monotonic() >= deadline:
                     return intent
@@ -316,6 +323,10 @@ class Outbox:
             if time.monotonic() >= deadline:
                 return intent
             time.sleep(0.05)
+
+    def _follower_cursor(self) -> int:
+        cursor = self.store.meta("cursor")
+        return int(cursor["block"]) if cursor else -1
 
     def _cancel(self, intent: Intent) -> str:
         """Use the intent's nonce with a 0-value transfer to ourselves (priced to replace it); its hash."""

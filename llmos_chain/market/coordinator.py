@@ -37,7 +37,7 @@ from llmos_chain.chain.outbox import Intent, Outbox
 from llmos_chain.errors import LlmosError, NodeLaggingError
 from llmos_chain.market.allocator import JobDemand, WorkerSupply, allocate
 from llmos_chain.market.executor import Executor, Outcome
-from llmos_chain.store import ACTIVE_STATES, Store, StoredEvent
+from llmos_chain.store import Store, StoredEvent
 
 log = logging.getLogger("llmos.coordinator")
 
@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS estimates (worker_class TEXT PRIMARY KEY, ratio REAL NOT NULL, runs INTEGER NOT NULL);
 """
 WEI = 10**18
+#: States in which a job occupies its worker's GPUs: from the assignment until its run ends. A submitted result waiting
+#: for the client (up to its challenge window) still locks collateral on chain, but no GPU.
+GPU_STATES = ("assigned", "running")
 #: Seconds before a run stopped by an infrastructure fault is started again.
 RETRY_AFTER_S = 15.0
 #: Seconds a revert at gas estimation must persist before the intent is given up (a lagging backend may estimate).
@@ -161,7 +164,7 @@ class Coordinator:
         self.follower = Follower(suite, store, confirmations=confirmations, on_event=self._on_event, max_reorg_depth=max_reorg_depth)
         self.outbox = Outbox(suite.w3, store, operator, {"JobMarket": suite.market}, already_done=self._already_done,
                              stuck_after_s=fee_bump_after_s, confirmations=confirmations, still_wanted=self._still_wanted,
-                             revert_patience_s=REVERT_PATIENCE_S)
+                             revert_patience_s=REVERT_PATIENCE_S, follower_gated=True)
         self.trouble: dict[str, dict[str, Any]] = {}  # phase → {"error", "count", "since", "next_log"}: condensed logging
         self._adopted = False
         self._recipes: dict[tuple[str, str], tuple[dict[str, Any] | None, str]] = {}
@@ -240,8 +243,14 @@ class Coordinator:
         the daemon ends between steps: nothing half-written, runs left to be adopted or restarted by the next start."""
         stop = stop or threading.Event()
         if threading.current_thread() is threading.main_thread():
+            def on_signal(signum: int, frame: Any) -> None:
+                if stop.is_set():  # a second signal: do not wait for the step (e.g. retrying a dead node)
+                    raise SystemExit(128 + signum)
+                log.info("signal %d: stopping after this step (again to stop now)", signum)
+                stop.set()
+
             for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda signum, frame: (log.info("signal %d: stopping after this step", signum), stop.set()))
+                signal.signal(sig, on_signal)
         while not stop.is_set():
             self.safe_step()
             stop.wait(poll_interval_s)
@@ -330,7 +339,7 @@ class Coordinator:
     def _busy_gpus(self) -> dict[str, int]:
         busy: dict[str, int] = {}
         for job in self.store.jobs():
-            if job["worker"] in self.workers and job["state"] in ACTIVE_STATES:
+            if job["worker"] in self.workers and job["state"] in GPU_STATES:
                 busy[job["worker"]] = busy.get(job["worker"], 0) + int(job["gpu_count"])
         # Our assigns not on chain yet, or mined in a block the follower has not read yet (the store still says Open),
         # hold their GPUs all the same. The worker is the one the key names (`assign:JOB:WORKER:OPENING`): worker ids
@@ -345,7 +354,7 @@ class Coordinator:
                 continue  # not one of this coordinator's assign keys
             job_id, worker = int(parts[1]), parts[2]
             job = self.store.job(job_id)
-            if job is not None and job["state"] in ACTIVE_STATES and job["worker"] == worker:
+            if job is not None and job["state"] in GPU_STATES and job["worker"] == worker:
                 continue  # already counted above
             busy[worker] = busy.get(worker, 0) + (int(job["gpu_count"]) if job else 0)
         return busy

@@ -52,7 +52,8 @@ def test_posted_jobs_are_allocated_run_and_submitted(tmp_path: Path, intents_jso
             if view.state is JobState.ASSIGNED and second not in granted:
                 grant_access(world.act(world.owner), setup.store, dataset_id, second, manifest.key_id)  # the owner's part
                 granted.add(second)
-            if all(world.job(j).state is JobState.SUBMITTED for j in (first, second)):
+            # on chain, and final for the coordinator too (its follower has read the submissions' blocks)
+            if all(world.job(j).state is JobState.SUBMITTED for j in (first, second)) and coordinator.outbox.depth() == 0:
                 break
             time.sleep(0.2)
         assert world.job(first).state is JobState.SUBMITTED and world.job(second).state is JobState.SUBMITTED
