@@ -12,9 +12,17 @@ from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES, Anvil
 from llmos_chain.chain.market import JobState
 from llmos_chain.store import Store
 from tests.chain.test_outbox import _assign_args, _outbox
-from tests.helpers import deploy_world
+from tests.helpers import World, deploy_world
 
 pytestmark = [pytest.mark.anvil, pytest.mark.skipif(not ANVIL_IN_NODE_MODULES.exists(), reason="needs anvil from `npm ci`")]
+
+
+def _world_with_job(node: Anvil) -> tuple[World, int]:
+    """The suite on `node`, a registered worker and dataset, and one open job."""
+    world = deploy_world(connect(node.url))
+    world.register_worker()
+    world.register_dataset()
+    return world, world.post()
 
 
 def _mine(w3: object, n: int) -> None:
@@ -24,10 +32,7 @@ def _mine(w3: object, n: int) -> None:
 
 def test_final_only_at_depth_and_a_shallow_reorg_resends_the_same_bytes(tmp_path: Path) -> None:
     with Anvil() as node:
-        world = deploy_world(connect(node.url))
-        world.register_worker()
-        world.register_dataset()
-        job = world.post()
+        world, job = _world_with_job(node)
         w3 = world.w3
         outbox = _outbox(world, tmp_path / "s.db", confirmations=2)
         outbox.add(f"assign:{job}", "JobMarket", "assign", _assign_args(world, job))
@@ -52,10 +57,7 @@ def test_a_reorg_below_the_depth_comes_back_through_the_store(tmp_path: Path) ->
     """Once final, a deeper reorg is the follower's to see: `rollback_after` sends the intent back to 'sent' with its
     bytes, and the outbox broadcasts them again (no new nonce, no second transaction)."""
     with Anvil() as node:
-        world = deploy_world(connect(node.url))
-        world.register_worker()
-        world.register_dataset()
-        job = world.post()
+        world, job = _world_with_job(node)
         w3 = world.w3
         store = Store(tmp_path / "s.db")
         outbox = _outbox(world, tmp_path / "s.db", confirmations=1)
@@ -79,10 +81,7 @@ def test_a_reorg_below_the_depth_comes_back_through_the_store(tmp_path: Path) ->
 
 def test_a_fee_bump_follows_a_spike_of_the_node_price(tmp_path: Path) -> None:
     with Anvil() as node:
-        world = deploy_world(connect(node.url))
-        world.register_worker()
-        world.register_dataset()
-        job = world.post()
+        world, job = _world_with_job(node)
         w3 = world.w3
         w3.provider.make_request("evm_setAutomine", [False])
         outbox = _outbox(world, tmp_path / "s.db", stuck_after_s=3600.0)
