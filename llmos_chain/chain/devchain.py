@@ -64,8 +64,10 @@ class Anvil:
         state_file: Path | None = None,
         block_time: float | None = None,
         log_file: Path | None = None,
+        genesis_timestamp: int | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.genesis_timestamp = genesis_timestamp  # None: anvil's clock at start
         self.state_file = state_file
         self.block_time = block_time
         self.log_file = log_file
@@ -81,6 +83,8 @@ class Anvil:
             cmd += ["--state", str(self.state_file)]
         if self.block_time is not None:
             cmd += ["--block-time", str(self.block_time)]
+        if self.genesis_timestamp is not None:
+            cmd += ["--timestamp", str(self.genesis_timestamp)]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
