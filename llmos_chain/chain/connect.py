@@ -53,21 +53,42 @@ class RetryingHTTPProvider(Web3.HTTPProvider):  # type: ignore[misc,name-defined
 
     Each attempt is bounded by the request timeout and the attempts by `retries`, so one call takes at most about
     `retries * timeout + backoff_cap * retries` seconds; the last error is raised as it came. Reverts, bad params and
-    every other answer return at once."""
+    every other answer return at once.
+
+    The node's chain id is asked once per `chain_id_ttl_s` (web3 asks it before every call, estimate and transaction it
+    validates: most of a busy daemon's requests otherwise). A node swapped for another chain is still found: the
+    daemons' identity check asks afresh (`forget_chain_id`) and compares the genesis block too."""
 
     def __init__(self, endpoint_uri: str, timeout: float = 30.0, retries: int = 5, backoff_s: float = 0.2,
-                 backoff_cap_s: float = 3.0) -> None:
+                 backoff_cap_s: float = 3.0, chain_id_ttl_s: float = 10.0) -> None:
         super().__init__(endpoint_uri, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
         self.retries = retries
         self.backoff_s = backoff_s
         self.backoff_cap_s = backoff_cap_s
         self.retried = 0  # attempts repeated over this provider's life (for /metrics and tests)
+        self.chain_id_ttl_s = chain_id_ttl_s
+        self._chain_id: tuple[float, RPCResponse] | None = None  # (when asked, the node's answer)
+
+    def forget_chain_id(self) -> None:
+        """Ask the node for its chain id at the next request that needs it."""
+        self._chain_id = None
 
     def _pause(self, attempt: int) -> None:
         delay = min(self.backoff_cap_s, self.backoff_s * (2 ** attempt))
         time.sleep(delay * (0.5 + random.random() / 2))
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        if method == "eth_chainId":
+            cached = self._chain_id
+            if cached is not None and time.monotonic() - cached[0] < self.chain_id_ttl_s:
+                return cached[1]
+            response = self._ask(method, params)
+            if isinstance(response, dict) and "result" in response and response.get("error") is None:
+                self._chain_id = (time.monotonic(), response)
+            return response
+        return self._ask(method, params)
+
+    def _ask(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         attempt = 0
         while True:
             try:

@@ -167,6 +167,9 @@ class Follower:
     def check_identity(self) -> None:
         """Fail with NodeIdentityError unless the node is the chain followed so far (recorded at the first check)."""
         deployment = self.suite.deployment
+        forget = getattr(self.w3.provider, "forget_chain_id", None)
+        if forget is not None:  # the provider's cached answer may predate the node behind the URL
+            forget()
         chain_id = int(self.w3.eth.chain_id)
         genesis = _hex(self.w3.eth.get_block(0)["hash"])
         try:

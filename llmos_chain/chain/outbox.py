@@ -3,8 +3,9 @@
 Each step is committed to SQLite before the next side effect, so a process killed at any point
 resumes without sending a second transaction for the same intent:
 
-- `intent`: recorded, nothing signed. On resume its effect is checked against the chain first
-  (`already_done`); if absent it is signed with the next nonce.
+- `intent`: recorded, nothing signed. It is signed with the next nonce once its gas estimate passes; an estimate that
+  reverts is checked against the chain (`already_done`: the effect may be there already, after a crash or by another
+  sender) before the intent counts as failed.
 - `signed`: the raw transaction and its hash are stored before it is broadcast. On resume the
   same bytes are broadcast again (same hash: the node treats it as the same transaction).
 - `sent`: waiting for the receipt; a transaction still pending after `stuck_after_s` is replaced
@@ -124,6 +125,8 @@ class Outbox:
         #: read yet would go unnoticed by both.
         self.follower_gated = follower_gated
         self._reverting: dict[int, float] = {}
+        self._pass: dict[str, int] = {}
+        self._chain: int | None = None
         #: Asked before the same bytes are broadcast again to a node that lost them (a reorg dropped the block, the node
         #: restarted): True sends them, None waits (the chain is not ready for them yet), False ends the intent
         #: `failed` (it is no longer valid, e.g. a result attested before the grant a reorg moved later).
@@ -171,17 +174,18 @@ class Outbox:
     def drive(self, wait_s: float = 0.0) -> list[Intent]:
         """Advance every unfinished intent as far as it goes now; returns the intents that finished."""
         finished = []
-        for intent in self.pending():
-            result = self._advance(intent, wait_s)
-            if result.status in TERMINAL:
-                finished.append(result)
+        self._pass = {}  # the node's nonce count and gas price, asked once per pass
+        try:
+            for intent in self.pending():
+                result = self._advance(intent, wait_s)
+                if result.status in TERMINAL:
+                    finished.append(result)
+        finally:
+            self._pass = {}
         return finished
 
     def _advance(self, intent: Intent, wait_s: float) -> Intent:
-        if intent.status == "intent":
-            if self._done(intent):
-                self._update(intent.id, status="done_elsewhere")
-                return self.get(intent.key)
+        if intent.status == "intent":  # (an effect already on chain makes the estimate revert: checked there)
             intent = self._sign(intent)
             if intent.status in TERMINAL:
                 return intent
@@ -189,12 +193,17 @@ class Outbox:
             self._broadcast(intent)
             self._update(intent.id, status="sent", sent_at=time.time())
             intent = self.get(intent.key)
+            if self.follower_gated and wait_s <= 0:
+                return intent  # final only once the follower has read its block: not before the next pass
         if intent.status == "sent":
             return self._settle(intent, wait_s)
         return intent
 
     def _next_nonce(self) -> int:
-        chain = int(self.w3.eth.get_transaction_count(self.account.address, "pending"))
+        # The node's count is asked once per pass; within it the nonces recorded here are the later ones.
+        chain = self._pass.get("nonce")
+        if chain is None:
+            chain = self._pass["nonce"] = int(self.w3.eth.get_transaction_count(self.account.address, "pending"))
         row = self.store.db.execute(
             "SELECT MAX(nonce) AS n FROM outbox WHERE sender = ? AND nonce IS NOT NULL",
             (self.account.address,),
@@ -203,14 +212,23 @@ class Outbox:
         return max(chain, local)
 
     def _fee(self) -> int:
-        return int(self.w3.eth.gas_price)
+        fee = self._pass.get("fee")
+        if fee is None:
+            fee = self._pass["fee"] = int(self.w3.eth.gas_price)
+        return fee
+
+    def _chain_id(self) -> int:
+        if self._chain is None:
+            self._chain = int(self.w3.eth.chain_id)
+        return self._chain
 
     def _sign(self, intent: Intent, nonce: int | None = None, fee: int | None = None) -> Intent:
         contract = self.contracts[intent.contract]
-        fn = getattr(contract.functions, intent.function)(*_decode(intent.args))
-        tx: dict[str, Any] = {"from": self.account.address, "value": intent.value, "chainId": int(self.w3.eth.chain_id)}
+        # encoded once: the estimate and the signed transaction carry the same bytes
+        data = getattr(contract.functions, intent.function)(*_decode(intent.args))._encode_transaction_data()
+        tx: dict[str, Any] = {"from": self.account.address, "to": contract.address, "value": intent.value, "data": data}
         try:
-            gas = int(fn.estimate_gas(tx) * 1.2)
+            gas = int(self.w3.eth.estimate_gas(tx) * 1.2)  # type: ignore[arg-type]
         except Exception as exc:
             if _is_revert(exc):
                 error = decode_revert(intent.function, _revert_data(exc))
@@ -228,7 +246,8 @@ class Outbox:
             raise ChainError(f"{intent.function}: could not estimate gas: {exc}") from exc
         nonce = self._next_nonce() if nonce is None else nonce
         fee = fee or self._fee()
-        built = fn.build_transaction({**tx, "gas": gas, "nonce": nonce, "gasPrice": fee})
+        built = {"to": contract.address, "value": intent.value, "data": data, "gas": gas, "nonce": nonce, "gasPrice": fee,
+                 "chainId": self._chain_id()}
         signed = self.account.sign_transaction(built)
         tx_hash = "0x" + bytes(signed.hash).hex()
         hashes = intent.hashes + [tx_hash]
@@ -262,6 +281,16 @@ class Outbox:
 
     def _settle(self, intent: Intent, wait_s: float) -> Intent:
         deadline = time.monotonic() + wait_s
+        if self.follower_gated:
+            # An event the follower recorded from one of its transactions is its receipt, already at the follower's
+            # depth: a successful transaction, final (a reorg that drops it rolls the follower back, which sends the
+            # intent back here). Saves asking the node for every receipt of a busy daemon.
+            marks = ",".join("?" * len(intent.hashes or [intent.tx_hash]))
+            row = self.store.db.execute(f"SELECT tx_hash, MIN(block) AS block FROM events WHERE tx_hash IN ({marks})",
+                                        [h.lower() for h in (intent.hashes or [intent.tx_hash]) if h]).fetchone()
+            if row is not None and row["block"] is not None:
+                self._update(intent.id, status="confirmed", tx_hash=row["tx_hash"], block=int(row["block"]))
+                return self.get(intent.key)
         while True:
             receipt = self._receipt(intent)
             if receipt is not None and ((self.confirmations > 0 and
@@ -332,7 +361,7 @@ class Outbox:
         """Use the intent's nonce with a 0-value transfer to ourselves (priced to replace it); its hash."""
         fee = max(self._fee(), int((intent.fee or self._fee()) * self.fee_bump) + 1)
         tx = {"to": self.account.address, "value": 0, "gas": 21_000, "gasPrice": fee, "nonce": intent.nonce,
-              "chainId": int(self.w3.eth.chain_id)}
+              "chainId": self._chain_id()}
         signed = self.account.sign_transaction(tx)
         try:
             self.w3.eth.send_raw_transaction(signed.raw_transaction)

@@ -141,3 +141,24 @@ def test_web3_raises_the_answer_it_was_given(scripted: type[ScriptedNode]) -> No
     node.script = [("rpc", {"code": -32602, "message": "invalid params"})]
     with pytest.raises(Web3RPCError, match="invalid params"):
         conn.w3.eth.block_number
+
+
+def test_the_chain_id_is_asked_once_per_ttl_and_afresh_when_forgotten(scripted: type[ScriptedNode]) -> None:
+    node = scripted([("ok", "0x7a69"), ("ok", "0x1")])
+    provider = _provider(node.url)
+    provider.chain_id_ttl_s = 60.0
+    assert [provider.make_request("eth_chainId", [])["result"] for _ in range(5)] == ["0x7a69"] * 5
+    assert node.asked == ["eth_chainId"]
+    provider.forget_chain_id()  # what the daemons' identity check does: the node behind the URL may have changed
+    assert provider.make_request("eth_chainId", [])["result"] == "0x1"
+    provider.chain_id_ttl_s = 0.0  # expired at once: asked every time
+    provider.make_request("eth_chainId", [])
+    assert node.asked == ["eth_chainId"] * 3
+
+
+def test_an_error_answer_for_the_chain_id_is_not_kept(scripted: type[ScriptedNode]) -> None:
+    node = scripted([("rpc", {"code": -32601, "message": "method not found"}), ("ok", "0x7a69")])
+    provider = _provider(node.url)
+    assert "error" in provider.make_request("eth_chainId", [])
+    assert provider.make_request("eth_chainId", [])["result"] == "0x7a69"
+    assert node.asked == ["eth_chainId"] * 2

@@ -99,3 +99,35 @@ def test_a_fee_bump_follows_a_spike_of_the_node_price(tmp_path: Path) -> None:
         w3.provider.make_request("evm_mine", [])
         (done,) = outbox.drive(wait_s=3)
         assert done.status == "confirmed" and done.tx_hash == bumped.hashes[-1] and world.job(job).state == JobState.ASSIGNED
+
+
+def test_a_follower_gated_outbox_takes_the_followers_event_as_its_receipt(tmp_path: Path) -> None:
+    """A daemon's transaction is final once its follower has read the block; the event the follower recorded from it
+    settles the intent without asking the node for a receipt (one fewer request per transaction), and nothing is final
+    before the follower has read it."""
+    from llmos_chain.chain.deploy import Suite
+    from llmos_chain.chain.faultproxy import FaultProxy
+    from llmos_chain.chain.follower import Follower
+    from llmos_chain.chain.outbox import Outbox
+
+    with Anvil() as node:
+        world, job = _world_with_job(node)
+        with FaultProxy(node.url) as proxy:
+            w3 = connect(proxy.url).w3
+            store = Store(tmp_path / "s.db")
+            follower = Follower(Suite(w3, world.suite.deployment), store)
+            follower.poll()
+            outbox = Outbox(w3, store, world.operator, {"JobMarket": world.suite.market.w3.eth.contract(
+                address=world.suite.market.address, abi=world.suite.market.abi)}, follower_gated=True)
+            outbox.add(f"assign:{job}", "JobMarket", "assign", _assign_args(world, job))
+            proxy.reset_counters()
+            assert outbox.drive() == [] and outbox.get(f"assign:{job}").status == "sent"
+            assert world.job(job).state == JobState.ASSIGNED  # mined (automine), not yet read by the follower
+            assert outbox.drive() == [] and outbox.get(f"assign:{job}").status == "sent"  # the receipt alone is not enough
+            follower.poll()
+            proxy.reset_counters()
+            (done,) = outbox.drive()
+            assert done.status == "confirmed"
+            event_block = store.db.execute("SELECT block FROM events WHERE name = 'JobAssigned' AND job_id = ?", (job,)).fetchone()["block"]
+            assert done.block == event_block and done.tx_hash == outbox.get(f"assign:{job}").hashes[0]
+            assert "eth_getTransactionReceipt" not in proxy.stats()["methods"]
