@@ -95,8 +95,13 @@ def run_job(
 ) -> RunResult:
     """Run one assigned, granted job and return its signed attestation; raises a WorkerError on failure."""
 
+    begun = time.perf_counter()
+    marks: list[tuple[str, float]] = []  # (phase, when it began): the benchmark reads each phase's share of the run
+
     def step(name: str, **info: Any) -> None:
         log.info("job %s: %s %s", job_id, name, info or "")
+        if name != "progress":
+            marks.append((name, time.perf_counter()))
         if report is not None:
             report(name, info)
 
@@ -200,6 +205,10 @@ def run_job(
         signature = sign(att, signer, int(suite.w3.eth.chain_id), suite.market.address)
         bundle = _write_bundle(results_dir / str(job_id), sealed_output, wrapped, metrics_bytes, result, att, signature)
         step("attested", output_hash="0x" + att.output_hash.hex())
+        timings["total_s"] = marks[-1][1] - begun
+        # each phase's seconds, named by the step that began it: "start" (reading the job) … "evaluated" (seal, attest)
+        edges = [("start", begun), *marks]
+        timings["phases"] = {name: round(edges[i + 1][1] - t, 6) for i, (name, t) in enumerate(edges[:-1])}  # type: ignore[assignment]
         return RunResult(job_id, att, signature, bundle, metrics, timings)
     except WorkerError:
         raise

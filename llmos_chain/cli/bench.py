@@ -91,7 +91,9 @@ def finetune(
     steps: int = typer.Option(60, "--steps", min=1, help="Training steps per run (three runs each side, best kept)."),
     model: str = typer.Option("minilm-l6", "--model", help="minilm-l6 (the packaged pretrained MiniLM) or tiny-bert."),
 ) -> None:
-    """Training tokens/s through the full worker runner beside a bare PyTorch loop (same model, data, batches).
+    """Training tokens/s through the full worker runner beside a bare PyTorch loop (same model, data, batches),
+    and the runner's whole run (fetch, verify, decrypt, load, both evaluations, train, seal, attest) against the bare
+    loop's training time, phase by phase.
 
     Runs `python -m worker bench` in its own process: this CLI never imports torch. Target: the runner's
     overhead under 5 %; decryption and sealing are timed apart.
@@ -119,7 +121,13 @@ def finetune(
               ["runner overhead (target < 5 %)", f"{result['overhead']:.1%}"],
               ["decrypt dataset (s, apart)", f"{result['decrypt_s']:.3f}"],
               ["seal output (s, apart)", f"{result['seal_s']:.3f}"],
+              ["whole run through the runner (s)", f"{result['runner_run_s']:.2f}"],
+              ["bare loop's training steps (s)", f"{result['bare_loop_s']:.2f}"],
+              ["whole run / bare loop", f"{result['run_vs_bare_loop']:.2f}×"],
+              ["runner's fixed costs: run − its training steps (s)", f"{result['fixed_s']:.2f}"],
           ])
+    table("The whole run by phase", ["phase (from the step named)", "s"],
+          [[name, f"{seconds:.3f}"] for name, seconds in result["phases_s"].items()])
 
 
 @app.command("alloc")

@@ -74,6 +74,13 @@ def test_bench_finetune_interface() -> None:
     assert result["tokens_per_run"] > 0 and 0 < result["runner_tokens_per_s"] < 1e9 and 0 < result["bare_tokens_per_s"] < 1e9
     # the runner's training loop uses the same kernels as the bare loop: being under half its speed is a regression
     assert result["runner_tokens_per_s"] > 0.5 * result["bare_tokens_per_s"]
+    # the whole run is every phase of the job, timed: it holds the training steps and more (fixed costs), never less
+    phases = result["phases_s"]
+    assert list(phases)[:2] == ["start", "recipe"] and {"fetch", "decrypt", "model", "train", "evaluated"} <= set(phases)
+    assert result["runner_run_s"] == pytest.approx(sum(phases.values()), rel=1e-3)
+    assert result["runner_run_s"] > result["runner_loop_s"] > 0 and result["fixed_s"] == pytest.approx(result["runner_run_s"] - result["runner_loop_s"])
+    assert phases["train"] >= result["runner_loop_s"]  # the train phase holds the loop (and both evaluations)
+    assert result["run_vs_bare_loop"] == pytest.approx(result["runner_run_s"] / result["bare_loop_s"]) and result["bare_loop_s"] > 0
 
 
 @pytest.mark.anvil
