@@ -15,6 +15,7 @@ On the embedded chain the worker processes reach eth-tester through a JSON-RPC b
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -142,6 +143,8 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
         Provider("l4-node", accounts[6], accounts[7], EncryptionKey.generate(KeyKind.MLKEM768_X25519), 2, 24, 10**14,
                  {token: 1e-3}),
     ]
+    # The three jobs train at once on this host's cores: each gets its share of them (on 2 cores, one thread each)
+    cpu_threads = max(1, (os.cpu_count() or 2) // len(JOBS))
     for folder in ("owner", "client", "results"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     progress("registering workers", [])
@@ -156,7 +159,8 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
         worker = WorkerConfig(p.signer.address, p.gpus, p.mem, p.price, worker_class=p.name, gpu_slots=tuple(range(p.gpus)),
                               command=command)
         coordinators.append(Coordinator(suite, Store(home / "coordinator.db"), p.operator, [worker],
-                                        Executor(command, home / "logs", time_limit_s=time_limit_s), token_prices=p.token_prices))
+                                        Executor(command, home / "logs", time_limit_s=time_limit_s, cpu_threads=cpu_threads),
+                                        token_prices=p.token_prices))
     names = {p.signer.address: p.name for p in providers}
 
     progress("sealing and registering the dataset", [])

@@ -120,8 +120,9 @@ class Executor:
         self.stop_stale(job_id, c)
         env = {**os.environ, **c.private_key_env, "PYTHONUNBUFFERED": "1"}
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(s) for s in gpu_slots) if gpu_slots else ""
-        if not gpu_slots and "OMP_NUM_THREADS" not in env:
-            # CPU runs share the host's cores: a bounded thread count per job avoids OpenMP oversubscription
+        if "OMP_NUM_THREADS" not in env:
+            # Runs share the host's cores (for the whole run on a CPU host, for data work on a GPU host): a bounded
+            # thread count per job avoids OpenMP oversubscription, where spinning threads burn the cores' time
             env["OMP_NUM_THREADS"] = str(self.cpu_threads)
         cmd = [c.python, "-m", "worker", "run", "--job", str(job_id), "--rpc", c.rpc, "--deployment", str(c.deployment),
                "--keystore", str(c.keystore), "--enc-key", c.enc_key, "--results", str(c.results),
