@@ -6,17 +6,10 @@ reports, one assignment per job, no intent left unfinished.
 
 from __future__ import annotations
 
-import json
-import random
-import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from web3 import Web3
@@ -24,6 +17,7 @@ from web3 import Web3
 from llmos_chain.chain.connect import connect
 from llmos_chain.chain.deploy import Deployment, Suite
 from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES, Anvil
+from llmos_chain.chain.faultproxy import FaultProxy
 from llmos_chain.chain.market import JobState, MarketClient, WorkerParams, get_job
 from llmos_chain.chain.contracts import Sender
 from llmos_chain.market.coordinator import Coordinator, WorkerConfig
@@ -117,68 +111,18 @@ def test_node_stopped_and_restarted_with_its_state(tmp_path: Path) -> None:
         node.stop()
 
 
-class FlakyProxy:
-    """A JSON-RPC proxy that answers a random `rate` of requests with an error (half HTTP 502, half a JSON-RPC error)."""
-
-    def __init__(self, upstream: str, rate: float = 0.1, seed: int = 0) -> None:
-        self.upstream, self.rate, self.count, self.failed = upstream, rate, 0, 0
-        self.random = random.Random(seed)
-        self.lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with proxy.lock:
-                    proxy.count += 1
-                    fail = proxy.random.random() < proxy.rate
-                    proxy.failed += fail
-                    http_error = fail and proxy.random.random() < 0.5
-                if http_error:
-                    self.send_response(502)
-                    self.end_headers()
-                    return
-                if fail:
-                    request = json.loads(body)
-                    payload = json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "error": {"code": -32603, "message": "internal error"}})
-                    data = payload.encode()
-                else:
-                    req = urllib.request.Request(proxy.upstream, body, {"Content-Type": "application/json"})
-                    with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
-                        data = response.read()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_node_answering_errors(tmp_path: Path) -> None:
     with Anvil() as node:
         world = deploy_world(connect(node.url))
-        proxy = FlakyProxy(node.url, rate=0.15)
-        try:
+        with FaultProxy(node.url, error_rate=0.15) as proxy:  # half HTTP 502, half JSON-RPC -32603
             provider = _provider(world, tmp_path, proxy.url)
             jobs = [provider.post() for _ in range(6)]
             failed = provider.steps_until(_assigned(provider, jobs), timeout_s=120)
-            assert proxy.failed >= 3 and failed > 0  # the node really did fail under it
-            proxy.rate = 0.0  # the node recovers
+            assert sum(proxy.stats()["faults"].values()) >= 3 and failed > 0  # the node really did fail under it
+            proxy.set(error_rate=0.0)  # the node recovers
             provider.assert_matches_chain(jobs)
             keys = [r["key"] for r in provider.coordinator.store.db.execute("SELECT key FROM outbox WHERE function = 'assign'")]
             assert len(keys) == len(jobs)  # one intent per job, none repeated
-        finally:
-            proxy.close()
 
 
 def test_reorg_under_the_coordinator(tmp_path: Path) -> None:
