@@ -402,6 +402,7 @@ def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: f
 
     bound, rounds, converged = -math.inf, 0, False
     values = None
+    last_prices = None
     incumbent = _cost_of(d, fallback)
     while time.perf_counter() < lp_deadline:
         # HiGHS's time limit counts the instance's total run time over all its runs
@@ -422,6 +423,7 @@ def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: f
         open_value = np.asarray(sol.col_value)[:n]
         duals = np.asarray(sol.row_dual)
         u, lam = duals[:n], np.maximum(-duals[n:], 0.0)
+        last_prices = lam
         adjusted = d.cost + d.gpus[:, None] * lam[None, :]
         bound = max(bound, float(np.minimum(d.payment, adjusted.min(axis=1)).sum() - (lam * d.free).sum()))
         if incumbent - bound <= gap * abs(incumbent):
@@ -464,6 +466,12 @@ def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: f
     fixed[cj[whole]] = cw[whole]
     rounded = _greedy_positions(d, fixed)
     best = rounded if _cost_of(d, rounded) < _cost_of(d, fallback) else fallback
+    if last_prices is not None and time.perf_counter() < deadline:
+        # greedy again, each pair's cost raised by its GPUs at the worker's dual price: a job that could run elsewhere
+        # leaves the GPUs the LP values more to the jobs that need them
+        priced = _greedy_positions(_Dense(d.gpus, d.payment, d.job_ids, d.free, d.cost + d.gpus[:, None] * last_prices[None, :]))
+        if _cost_of(d, priced) < _cost_of(d, best):
+            best = priced
     # the jobs the LP did not assign whole: a small MIP over their LP columns and the GPUs the fixed jobs left
     remaining = deadline - time.perf_counter()
     # (jobs the LP left open whole are not in it: the greedy completion gave them what GPUs were left)
