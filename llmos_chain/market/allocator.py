@@ -311,7 +311,7 @@ def _solve_highs(model: _Model, n_jobs: int, n_workers: int, start: dict[int, in
 #: Above this many fitting pairs `allocate` takes the large-instance path: a restricted LP over each job's cheapest
 #: workers, priced against every pair (column generation), a Lagrangian bound, then a sub-MIP over the jobs the LP
 #: left fractional.
-COLUMN_GENERATION_FROM = 200_000
+COLUMN_GENERATION_FROM = 20_000
 _INITIAL_PER_JOB = 1
 _INITIAL_PER_WORKER = 48
 _ENTERING_MOST = 10_000
