@@ -12,7 +12,9 @@ of capacity R_i at least cost) is this program with one job split across workers
 
 Solved by HiGHS (through pulp and highspy) with a time limit and a relative gap; CBC is the fallback.
 `sol_status` is read, never assumed: without a feasible solution the greedy allocation is used, and
-any solution is checked against the constraints before it is returned.
+any solution is checked against the constraints before it is returned. Small batches get the full LP and
+branch and bound; above COLUMN_GENERATION_FROM fitting pairs, column generation over every pair (see `_large`).
+The bound reported is always proven: an LP optimum, HiGHS's MIP dual bound, or a Lagrangian value.
 """
 
 from __future__ import annotations
@@ -308,17 +310,13 @@ def _solve_highs(model: _Model, n_jobs: int, n_workers: int, start: dict[int, in
     return values, objective_value, bound, status
 
 
-#: Above this many fitting pairs `allocate` takes the large-instance path: a restricted LP over each job's cheapest
-#: workers, priced against every pair (column generation), a Lagrangian bound, then a sub-MIP over the jobs the LP
-#: left fractional.
+#: Above this many fitting pairs `allocate` takes the large-instance path: a restricted LP, priced against every
+#: pair (column generation), a Lagrangian bound, then a sub-MIP over the jobs the LP left fractional.
 COLUMN_GENERATION_FROM = 20_000
-_INITIAL_PER_JOB = 1
-_INITIAL_PER_WORKER = 48
-_ENTERING_MOST = 10_000
-_DEBUG = False
-_STRATEGY = 1
-_T0 = 0.0
-_ENTERING_PER_JOB = 2
+_INITIAL_PER_JOB = 1  # each job's cheapest fitting workers in the first restricted LP
+_INITIAL_PER_WORKER = 48  # each worker's most profitable jobs per GPU in it
+_ENTERING_PER_JOB = 2  # per round: each job's pairs of most negative reduced cost
+_ENTERING_MOST = 10_000  # and the most negative reduced costs per GPU over all pairs
 
 
 def dense_lagrangian_bound(d: _Dense, gpu_prices: Any) -> float:
@@ -362,8 +360,6 @@ def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: f
     on = fallback >= 0
     present[np.flatnonzero(on), fallback[on]] = True
     present &= finite
-    if _DEBUG:
-        print("initial columns", int(present.sum()), round(time.perf_counter() - _T0, 2), flush=True)
 
     col_job: list[Any] = []
     col_worker: list[Any] = []
@@ -407,17 +403,12 @@ def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: f
     while time.perf_counter() < lp_deadline:
         # HiGHS's time limit counts the instance's total run time over all its runs
         h.setOptionValue("time_limit", h.getRunTime() + max(0.01, lp_deadline - time.perf_counter()))
-        t_lp = time.perf_counter()
         h.run()
-        if _DEBUG:
-            print("  lp", round(time.perf_counter() - t_lp, 2), flush=True)
         status = h.modelStatusToString(h.getModelStatus())
         if status != "Optimal":
             notes.append(f"restricted LP: {status}")
             break
         rounds += 1
-        if _DEBUG:
-            print("round", rounds, round(time.perf_counter() - _T0, 2), h.getInfo().objective_function_value, h.getInfo().simplex_iteration_count, bound, flush=True)
         sol = h.getSolution()
         values = np.asarray(sol.col_value)[n:]
         open_value = np.asarray(sol.col_value)[:n]
@@ -452,10 +443,7 @@ def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: f
         key = np.unique(jj * m + ww)
         jj, ww = key // m, key % m
         present[jj, ww] = True
-        add(jj, ww)
-        h.setOptionValue("simplex_strategy", _STRATEGY)  # warm re-solve: the basis stays primal feasible
-        if _DEBUG:
-            print("  priced + added", len(jj), round(time.perf_counter() - _T0, 2), flush=True)
+        add(jj, ww)  # HiGHS re-solves warm from the last basis
     stats = {"lp_rounds": rounds, "lp_converged": converged, "columns": int(present.sum())}
     if values is None:
         return fallback, bound, stats
