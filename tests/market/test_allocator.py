@@ -211,3 +211,13 @@ def test_bench_runs_above_1000_jobs_get_5_s() -> None:
     assert _limit(1000, 2.0) == 2.0 and _limit(10000, 2.0) == 5.0 and _limit(10000, 8.0) == 8.0
     assert ("random", 10000, 1000) in DEFAULT_RUNS
     assert {f for f, _, _ in DEFAULT_RUNS} == set(FAMILIES)
+
+
+@pytest.mark.slow
+def test_10k_jobs_1k_workers_random_within_1_percent_of_a_proven_bound() -> None:
+    """The large path end to end at the issue's size (speed is the benchmark's business: here 15 s for a loaded machine)."""
+    jobs, workers = instance(10000, 1000, seed=0)
+    result = allocate(jobs, workers, time_limit_s=15)
+    check(jobs, workers, result.assignments)
+    assert math.isfinite(result.bound) and result.bound <= result.cost
+    assert result.gap <= 0.01 and result.cost <= greedy(jobs, workers).cost + 1e-9
