@@ -475,7 +475,7 @@ def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: f
         ej, ew = np.flatnonzero(extra), rounded[extra]
         key = np.unique(np.concatenate([pj * m + pw, ej * m + ew]))
         pj, pw = key // m, key % m
-        choice = _sub_mip(d, pj, pw, residual, (ej * m + ew), remaining, notes)
+        choice = _sub_mip(d, pj, pw, residual, (ej * m + ew), remaining, notes) if len(pj) else None
         if choice is not None:
             candidate = fixed.copy()
             candidate[pj[choice]] = pw[choice]
