@@ -12,7 +12,9 @@ of capacity R_i at least cost) is this program with one job split across workers
 
 Solved by HiGHS (through pulp and highspy) with a time limit and a relative gap; CBC is the fallback.
 `sol_status` is read, never assumed: without a feasible solution the greedy allocation is used, and
-any solution is checked against the constraints before it is returned.
+any solution is checked against the constraints before it is returned. Small batches get the full LP and
+branch and bound; above COLUMN_GENERATION_FROM fitting pairs, column generation over every pair (see `_large`).
+The bound reported is always proven: an LP optimum, HiGHS's MIP dual bound, or a Lagrangian value.
 """
 
 from __future__ import annotations
@@ -102,40 +104,104 @@ def check(jobs: Sequence[JobDemand], workers: Sequence[WorkerSupply], assignment
 
 
 def greedy(jobs: Sequence[JobDemand], workers: Sequence[WorkerSupply], fixed: dict[int, str] | None = None,
-           model: "_Model | None" = None) -> Allocation:
-    """Most profit per GPU first, each to the fitting worker with spare GPUs that costs least.
+           dense: "_Dense | None" = None) -> Allocation:
+    """Most profit per GPU first (a job's profit at its cheapest fitting worker; ties by job id), each to the
+    fitting worker with spare GPUs that costs least (ties: the earlier worker).
 
     `fixed` assignments are kept and their GPUs taken first (how an LP solution's integral part is completed).
     """
     import numpy as np
 
     t = time.perf_counter()
-    model = model or _build(jobs, workers)
-    free = model.free.copy()
-    worker_pos = {w.worker: i for i, w in enumerate(workers)}
-    assignments: dict[int, str] = dict(fixed or {})
-    taken = np.zeros(len(jobs), dtype=bool)
-    for i, job in enumerate(jobs):
-        if job.job_id in assignments:
-            free[worker_pos[assignments[job.job_id]]] -= job.gpus
-            taken[i] = True
-    order = np.lexsort((model.pair_cost, model.pair_job))  # each job's fitting workers, cheapest first
-    pj, pw, pc = model.pair_job[order], model.pair_worker[order], model.pair_cost[order]
-    starts = np.searchsorted(pj, np.arange(len(jobs) + 1))
-    has = starts[1:] > starts[:-1]
-    best_profit = np.full(len(jobs), -np.inf)
-    best_profit[has] = model.payment[has] - pc[starts[:-1][has]]  # the cheapest pair is the most profitable
-    density = best_profit / model.gpus
-    for i in sorted(np.flatnonzero(has & ~taken).tolist(), key=lambda k: (-density[k], jobs[k].job_id)):
-        need = model.gpus[i]
-        for k in range(starts[i], starts[i + 1]):
-            w = pw[k]
-            if free[w] >= need:
-                free[w] -= need
-                assignments[jobs[i].job_id] = workers[w].worker
-                break
-    cost = objective(jobs, workers, assignments)
-    return Allocation(assignments, cost, -math.inf, "greedy", time.perf_counter() - t)
+    d = dense or _dense(jobs, workers)
+    start = None
+    if fixed:
+        job_pos = {j.job_id: i for i, j in enumerate(jobs)}
+        worker_pos = {w.worker: i for i, w in enumerate(workers)}
+        start = np.full(len(jobs), -1, dtype=np.int64)
+        for job_id, name in fixed.items():
+            start[job_pos[job_id]] = worker_pos[name]
+    choice = _greedy_positions(d, start)
+    assignments = _to_assignments(jobs, workers, choice)
+    return Allocation(assignments, objective(jobs, workers, assignments), -math.inf, "greedy", time.perf_counter() - t)
+
+
+@dataclass
+class _Dense:
+    """Every (job, worker) pair at once: `cost[j, w]` is `pair_cost` (computed with the same floating-point
+    operations, so `fit` agrees with `fits` exactly) and +inf where the pair does not fit."""
+
+    gpus: "Any"
+    payment: "Any"
+    job_ids: "Any"
+    free: "Any"
+    cost: "Any"  # n_jobs × n_workers, inf where the job does not fit the worker
+
+    @property
+    def n_pairs(self) -> int:
+        import numpy as np
+
+        return int(np.isfinite(self.cost).sum())
+
+
+def _dense(jobs: Sequence[JobDemand], workers: Sequence[WorkerSupply]) -> _Dense:
+    import numpy as np
+
+    gpus = np.array([j.gpus for j in jobs], dtype=np.float64)
+    mem = np.array([j.mem_gib for j in jobs], dtype=np.float64)
+    payment = np.array([j.payment for j in jobs], dtype=np.float64)
+    deadline_s = np.array([j.deadline_s for j in jobs], dtype=np.float64)
+    work = np.array([j.work for j in jobs], dtype=np.float64)
+    w_free = np.array([w.free_gpus for w in workers], dtype=np.float64)
+    w_mem = np.array([w.mem_gib for w in workers], dtype=np.float64)
+    w_price = np.array([w.price_per_gpu_hour for w in workers], dtype=np.float64)
+    w_speed = np.array([w.speed for w in workers], dtype=np.float64)
+    cost = np.empty((len(jobs), len(workers)))
+    step = max(1, 2_000_000 // max(1, len(workers)))
+    for a in range(0, len(jobs), step):  # in row blocks: the temporaries stay small
+        b = min(len(jobs), a + step)
+        runtime = work[a:b, None] / w_speed[None, :]
+        block = (w_price[None, :] * gpus[a:b, None]) * runtime  # price × gpus × runtime, as pair_cost
+        bad = (w_mem[None, :] < mem[a:b, None]) | (w_free[None, :] < gpus[a:b, None]) | ~(block <= payment[a:b, None])
+        bad |= ~(runtime * 3600 <= deadline_s[a:b, None])
+        block[bad] = np.inf
+        cost[a:b] = block
+    return _Dense(gpus, payment, np.array([j.job_id for j in jobs]), w_free, cost)
+
+
+def _greedy_positions(d: _Dense, fixed: "Any | None" = None) -> "Any":
+    """Greedy on the dense arrays: `fixed[j]` is a worker position or -1; returns each job's worker position (-1: open)."""
+    import numpy as np
+
+    n = len(d.gpus)
+    choice = np.full(n, -1, dtype=np.int64) if fixed is None else np.asarray(fixed, dtype=np.int64).copy()
+    free = d.free.copy()
+    taken = choice >= 0
+    np.subtract.at(free, choice[taken], d.gpus[taken])
+    best = d.cost.min(axis=1) if d.cost.shape[1] else np.full(n, np.inf)
+    has = np.isfinite(best) & ~taken
+    density = np.where(has, (d.payment - best) / d.gpus, -np.inf)
+    order = np.lexsort((d.job_ids, -density))  # most profit per GPU first, then the lower job id
+    order = order[has[order]]
+    cost, gpus = d.cost, d.gpus
+    for i in order.tolist():
+        row = np.where(free >= gpus[i], cost[i], np.inf)
+        w = int(row.argmin())  # the cheapest fitting worker with spare GPUs (the lowest position on a tie)
+        if row[w] < np.inf:
+            free[w] -= gpus[i]
+            choice[i] = w
+    return choice
+
+
+def _cost_of(d: _Dense, choice: "Any") -> float:
+    import numpy as np
+
+    on = choice >= 0
+    return float(d.cost[np.flatnonzero(on), choice[on]].sum() + d.payment[~on].sum())
+
+
+def _to_assignments(jobs: Sequence[JobDemand], workers: Sequence[WorkerSupply], choice: "Any") -> dict[int, str]:
+    return {jobs[i].job_id: workers[w].worker for i, w in enumerate(choice.tolist()) if w >= 0}
 
 
 @dataclass
@@ -150,23 +216,12 @@ class _Model:
     free: "Any"
 
 
-def _build(jobs: Sequence[JobDemand], workers: Sequence[WorkerSupply]) -> _Model:
+def _build(d: _Dense) -> _Model:
+    """The fitting pairs of the dense arrays as one column each (job-major, workers in order)."""
     import numpy as np
 
-    gpus = np.array([j.gpus for j in jobs], dtype=np.float64)
-    mem = np.array([j.mem_gib for j in jobs], dtype=np.float64)
-    payment = np.array([j.payment for j in jobs], dtype=np.float64)
-    deadline_h = np.array([j.deadline_s for j in jobs], dtype=np.float64) / 3600
-    work = np.array([j.work for j in jobs], dtype=np.float64)
-    w_free = np.array([w.free_gpus for w in workers], dtype=np.float64)
-    w_mem = np.array([w.mem_gib for w in workers], dtype=np.float64)
-    w_price = np.array([w.price_per_gpu_hour for w in workers], dtype=np.float64)
-    w_speed = np.array([w.speed for w in workers], dtype=np.float64)
-    runtime = work[:, None] / w_speed[None, :]
-    cost = w_price[None, :] * gpus[:, None] * runtime
-    ok = (w_mem[None, :] >= mem[:, None]) & (w_free[None, :] >= gpus[:, None]) & (cost <= payment[:, None]) & (runtime <= deadline_h[:, None])
-    jj, ww = np.nonzero(ok)
-    return _Model(jj, ww, cost[jj, ww], gpus, payment, w_free)
+    jj, ww = np.nonzero(np.isfinite(d.cost))
+    return _Model(jj, ww, d.cost[jj, ww], d.gpus, d.payment, d.free)
 
 
 def _new_highs() -> Any:
@@ -190,10 +245,6 @@ def _new_highs() -> Any:
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
     return h
-
-
-def _subset(model: _Model, columns: Any) -> _Model:
-    return _Model(model.pair_job[columns], model.pair_worker[columns], model.pair_cost[columns], model.gpus, model.payment, model.free)
 
 
 def _solve_highs(model: _Model, n_jobs: int, n_workers: int, start: dict[int, int], time_limit_s: float, gap: float,
@@ -259,160 +310,238 @@ def _solve_highs(model: _Model, n_jobs: int, n_workers: int, start: dict[int, in
     return values, objective_value, bound, status
 
 
-#: Above this many fitting pairs the LP starts from each job's cheapest workers and prices the rest in.
-COLUMN_GENERATION_FROM = 200_000
-_INITIAL_PER_JOB = 12
-_ENTERING_PER_JOB = 3
+#: Above this many fitting pairs `allocate` takes the large-instance path: a restricted LP, priced against every
+#: pair (column generation), a Lagrangian bound, then a sub-MIP over the jobs the LP left fractional.
+COLUMN_GENERATION_FROM = 20_000
+_INITIAL_PER_JOB = 1  # each job's cheapest fitting workers in the first restricted LP
+_INITIAL_PER_WORKER = 48  # each worker's most profitable jobs per GPU in it
+_ENTERING_PER_JOB = 2  # per round: each job's pairs of most negative reduced cost
+_ENTERING_MOST = 10_000  # and the most negative reduced costs per GPU over all pairs
 
 
-def _columns(model: _Model, n_jobs: int, columns: Any) -> tuple[Any, Any, Any]:
-    """Column-wise (starts, row indices, values) for the given pair columns."""
+def dense_lagrangian_bound(d: _Dense, gpu_prices: Any) -> float:
+    """A lower bound on the integer optimum for any non-negative price per GPU on each worker: relax the GPU
+    budgets into the objective, then each job alone takes its cheapest option (open, or a worker at cost + GPUs ×
+    price). Valid whatever the prices (weak duality); equal to the LP optimum at the LP's optimal duals."""
     import numpy as np
 
-    k = len(columns)
-    starts = np.arange(0, 2 * k, 2, dtype=np.int32)
-    index = np.empty(2 * k, dtype=np.int32)
-    value = np.empty(2 * k)
-    index[0::2] = model.pair_job[columns]
-    index[1::2] = n_jobs + model.pair_worker[columns]
-    value[0::2] = 1.0
-    value[1::2] = model.gpus[model.pair_job[columns]]
-    return starts, index, value
+    price = np.maximum(np.asarray(gpu_prices, dtype=float), 0.0)
+    best = np.minimum(d.payment, (d.cost + d.gpus[:, None] * price[None, :]).min(axis=1))
+    return float(best.sum() - (price * d.free).sum())
 
 
-def lagrangian_bound(model: _Model, n_jobs: int, gpu_prices: Any) -> float:
-    """A lower bound on the allocation's optimum for any non-negative price per GPU on each worker:
-    relax the workers' GPU budgets into the objective, then each job alone picks its cheapest option
-    (open, or a worker at cost + GPUs × price). Valid whatever the prices, tight at the LP's duals."""
-    import numpy as np
+def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: float,
+           notes: list[str]) -> tuple[Any, float, dict[str, Any]]:
+    """Column generation for the LP relaxation until `lp_deadline`, then its rounding and a sub-MIP until `deadline`.
 
-    price = np.maximum(gpu_prices, 0.0)
-    best = model.payment.copy()
-    np.minimum.at(best, model.pair_job, model.pair_cost + model.gpus[model.pair_job] * price[model.pair_worker])
-    return float(best.sum() - (price * model.free).sum())
-
-
-def subgradient_bound(model: _Model, n_jobs: int, n_workers: int, prices: Any, upper: float, deadline: float,
-                      iterations: int = 300) -> float:
-    """Raise the Lagrangian bound by subgradient steps on the per-GPU prices (Polyak steps towards `upper`)."""
-    import numpy as np
-
-    price = np.maximum(np.asarray(prices, dtype=float), 0.0)
-    best = -math.inf
-    theta = 1.0
-    gpus = model.gpus[model.pair_job]
-    for _ in range(iterations):
-        if time.perf_counter() > deadline:
-            break
-        reduced = model.pair_cost + gpus * price[model.pair_worker]
-        choice = model.payment.copy()
-        np.minimum.at(choice, model.pair_job, reduced)
-        value = float(choice.sum() - (price * model.free).sum())
-        if value > best + 1e-9:
-            best = value
-        else:
-            theta *= 0.95
-        # each job's chosen worker (if any) uses its GPUs there: the subgradient is use minus budget
-        chosen = np.isclose(reduced, choice[model.pair_job]) & (reduced < model.payment[model.pair_job])
-        use = np.zeros(n_workers)
-        np.add.at(use, model.pair_worker[chosen], gpus[chosen])
-        g = use - model.free
-        norm = float((g * g).sum())
-        if norm == 0:
-            break
-        price = np.maximum(0.0, price + theta * (upper - value) / norm * g)
-    return best
-
-
-def _lp_by_column_generation(model: _Model, n_jobs: int, n_workers: int, deadline: float, seed_pairs: Any,
-                             incumbent: float = math.inf, gap: float = 0.0, prices_out: list[Any] | None = None) -> tuple[Any, float, str]:
-    """The full LP relaxation without building all columns: start from each job's cheapest pairs (and the
-    greedy solution's), then add the pairs whose reduced cost under the current duals is negative,
-    re-solving warm from the previous basis. Each round's worker duals give a valid Lagrangian bound;
-    it stops when the incumbent is within `gap` of that bound or no column can enter (the LP optimum).
-    Returns (pair values of the last restricted LP, best proven bound, status)."""
+    Each round prices every pair against the restricted LP's duals; the worker duals are GPU prices, so each round
+    also gives a Lagrangian lower bound (`dense_lagrangian_bound`, valid for any prices). It stops once the greedy
+    cost is within `gap` of that bound, or when no pair can enter (the bound is then the LP optimum).
+    Returns (worker position per job, proven lower bound, statistics)."""
     import highspy
     import numpy as np
 
-    order = np.lexsort((model.pair_cost, model.pair_job))
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order)) - np.searchsorted(model.pair_job[order], model.pair_job[order])
-    active_mask = rank < _INITIAL_PER_JOB
-    active_mask[seed_pairs] = True
-    active = np.flatnonzero(active_mask)
-
-    h = _new_highs()
+    n, m = d.cost.shape
     inf = highspy.kHighsInf
-    # rows: one equality per job (assigned somewhere or left open), one GPU budget per worker
-    h.addRows(n_jobs, np.ones(n_jobs), np.ones(n_jobs), 0, np.zeros(n_jobs + 1, dtype=np.int32), np.array([], dtype=np.int32), np.array([]))
-    h.addRows(n_workers, np.full(n_workers, -inf), model.free.astype(float), 0, np.zeros(n_workers + 1, dtype=np.int32),
-              np.array([], dtype=np.int32), np.array([]))
-    open_starts = np.arange(n_jobs, dtype=np.int32)
-    h.addCols(n_jobs, model.payment, np.zeros(n_jobs), np.ones(n_jobs), n_jobs, open_starts, np.arange(n_jobs, dtype=np.int32), np.ones(n_jobs))
-    col_of_pair = np.full(len(model.pair_job), -1, dtype=np.int64)
+    finite = np.isfinite(d.cost)
+    # the first columns: each job's cheapest workers, each worker's most profitable jobs per GPU (GPUs are scarce
+    # where the allocation matters, and the LP's choice is which jobs the workers take), and the greedy solution
+    present = np.zeros((n, m), dtype=bool)
+    k = min(_INITIAL_PER_JOB, m)
+    if k:
+        near = np.argpartition(d.cost, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
+        present[np.repeat(np.arange(n), near.shape[1]), near.ravel()] = True
+    top = min(_INITIAL_PER_WORKER, n)
+    step = 64
+    for a in range(0, m, step):  # in blocks of workers, transposed: each worker's jobs by minus profit per GPU
+        per_gpu = ((d.cost[:, a : a + step] - d.payment[:, None]) / d.gpus[:, None]).T.copy()
+        best_jobs = np.argpartition(per_gpu, top - 1, axis=1)[:, :top] if top < n else np.tile(np.arange(n), (per_gpu.shape[0], 1))
+        present[best_jobs.ravel(), np.repeat(np.arange(a, a + per_gpu.shape[0]), best_jobs.shape[1])] = True
+    on = fallback >= 0
+    present[np.flatnonzero(on), fallback[on]] = True
+    present &= finite
 
-    def add(columns: Any) -> None:
-        starts, index, value = _columns(model, n_jobs, columns)
-        base = h.getNumCol()
-        h.addCols(len(columns), model.pair_cost[columns], np.zeros(len(columns)), np.ones(len(columns)), len(index), starts, index, value)
-        col_of_pair[columns] = base + np.arange(len(columns))
+    col_job: list[Any] = []
+    col_worker: list[Any] = []
 
-    add(active)
-    status = "not started"
-    best_bound = -math.inf
-    values: Any = None
-    while True:
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0:
-            return values, best_bound, "time limit during column generation"
-        h.setOptionValue("time_limit", float(remaining))
+    def matrix(jj: Any, ww: Any) -> tuple[Any, Any, Any]:
+        c = len(jj)
+        index = np.empty(2 * c, dtype=np.int32)
+        index[0::2], index[1::2] = jj, n + ww
+        value = np.empty(2 * c)
+        value[0::2], value[1::2] = 1.0, d.gpus[jj]
+        col_job.append(jj)
+        col_worker.append(ww)
+        return np.arange(0, 2 * c, 2, dtype=np.int32), index, value
+
+    # rows: one equality per job (assigned somewhere or left open), one GPU budget per worker; columns: `open` per
+    # job, then the pairs
+    jj, ww = np.nonzero(present)
+    starts, index, value = matrix(jj, ww)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n + len(jj), n + m
+    lp.col_cost_ = np.concatenate([d.payment, d.cost[jj, ww]])
+    lp.col_lower_, lp.col_upper_ = np.zeros(lp.num_col_), np.ones(lp.num_col_)
+    lp.row_lower_ = np.concatenate([np.ones(n), np.full(m, -inf)])
+    lp.row_upper_ = np.concatenate([np.ones(n), d.free])
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.concatenate([np.arange(n), n + starts, [n + 2 * len(jj)]]).astype(np.int32)
+    lp.a_matrix_.index_ = np.concatenate([np.arange(n, dtype=np.int32), index])
+    lp.a_matrix_.value_ = np.concatenate([np.ones(n), value])
+    h = _new_highs()
+    h.setOptionValue("simplex_strategy", 1)  # dual simplex from scratch
+    h.passModel(lp)
+
+    def add(jj: Any, ww: Any) -> None:
+        starts, index, value = matrix(jj, ww)
+        h.addCols(len(jj), d.cost[jj, ww], np.zeros(len(jj)), np.ones(len(jj)), len(index), starts, index, value)
+
+    bound, rounds, converged = -math.inf, 0, False
+    values = None
+    last_prices = None
+    incumbent = _cost_of(d, fallback)
+    while time.perf_counter() < lp_deadline:
+        # HiGHS's time limit counts the instance's total run time over all its runs
+        h.setOptionValue("time_limit", h.getRunTime() + max(0.01, lp_deadline - time.perf_counter()))
         h.run()
         status = h.modelStatusToString(h.getModelStatus())
         if status != "Optimal":
-            return values, best_bound, status
-        solution = h.getSolution()
-        duals = np.asarray(solution.row_dual)
-        u, v = duals[:n_jobs], duals[n_jobs:]
-        values = np.zeros(len(model.pair_job))
-        cols = np.asarray(solution.col_value)
-        present = col_of_pair >= 0
-        values[present] = cols[col_of_pair[present]]
-        best_bound = max(best_bound, lagrangian_bound(model, n_jobs, -v))
-        if prices_out is not None:
-            prices_out[:] = [-v]
-        reduced = model.pair_cost - u[model.pair_job] - model.gpus[model.pair_job] * v[model.pair_worker]
-        entering = np.flatnonzero((reduced < -1e-7) & (col_of_pair < 0))
-        if len(entering) == 0:
-            return values, max(best_bound, float(h.getInfo().objective_function_value)), status
-        if incumbent - best_bound <= gap * abs(incumbent):
-            return values, best_bound, "gap reached"
-        by_job = entering[np.lexsort((reduced[entering], model.pair_job[entering]))]
-        jobs_of = model.pair_job[by_job]
-        position = np.arange(len(by_job)) - np.searchsorted(jobs_of, jobs_of)
-        add(by_job[position < _ENTERING_PER_JOB])
+            notes.append(f"restricted LP: {status}")
+            break
+        rounds += 1
+        sol = h.getSolution()
+        values = np.asarray(sol.col_value)[n:]
+        open_value = np.asarray(sol.col_value)[:n]
+        duals = np.asarray(sol.row_dual)
+        u, lam = duals[:n], np.maximum(-duals[n:], 0.0)
+        last_prices = lam
+        adjusted = d.cost + d.gpus[:, None] * lam[None, :]
+        bound = max(bound, float(np.minimum(d.payment, adjusted.min(axis=1)).sum() - (lam * d.free).sum()))
+        if incumbent - bound <= gap * abs(incumbent):
+            break
+        adjusted -= u[:, None]  # the reduced cost of every pair
+        adjusted[present] = np.inf
+        rows = np.flatnonzero((adjusted < -1e-7).any(axis=1))
+        if len(rows) == 0:
+            converged = True
+            break
+        sub = adjusted[rows]
+        e = min(_ENTERING_PER_JOB, m)
+        pick = np.argpartition(sub, e - 1, axis=1)[:, :e] if e < m else np.tile(np.arange(m), (len(rows), 1))
+        jj = np.repeat(rows, pick.shape[1])
+        ww = pick.ravel()
+        keep = sub[np.repeat(np.arange(len(rows)), pick.shape[1]), ww] < -1e-7
+        jj, ww = jj[keep], ww[keep]
+        # and the most negative reduced costs per GPU over all pairs
+        sub /= d.gpus[rows, None]
+        flat = sub.ravel()
+        many = min(_ENTERING_MOST, flat.size - 1)
+        most = np.argpartition(flat, many)[:many]
+        most = most[flat[most] < -1e-7]
+        jj = np.concatenate([jj, rows[most // m]])
+        ww = np.concatenate([ww, most % m])
+        key = np.unique(jj * m + ww)
+        jj, ww = key // m, key % m
+        present[jj, ww] = True
+        add(jj, ww)  # HiGHS re-solves warm from the last basis
+    stats = {"lp_rounds": rounds, "lp_converged": converged, "columns": int(present.sum())}
+    if values is None:
+        return fallback, bound, stats
+    cj, cw = np.concatenate(col_job)[: len(values)], np.concatenate(col_worker)[: len(values)]  # the columns last solved
+    x = values
+    fixed = np.full(n, -1, dtype=np.int64)
+    whole = x > 1 - 1e-6
+    fixed[cj[whole]] = cw[whole]
+    rounded = _greedy_positions(d, fixed)
+    best = rounded if _cost_of(d, rounded) < _cost_of(d, fallback) else fallback
+    if last_prices is not None and time.perf_counter() < deadline:
+        # greedy again, each pair's cost raised by its GPUs at the worker's dual price: a job that could run elsewhere
+        # leaves the GPUs the LP values more to the jobs that need them
+        priced = _greedy_positions(_Dense(d.gpus, d.payment, d.job_ids, d.free, d.cost + d.gpus[:, None] * last_prices[None, :]))
+        if _cost_of(d, priced) < _cost_of(d, best):
+            best = priced
+    # the jobs the LP did not assign whole: a small MIP over their LP columns and the GPUs the fixed jobs left
+    remaining = deadline - time.perf_counter()
+    # (jobs the LP left open whole are not in it: the greedy completion gave them what GPUs were left)
+    loose = np.flatnonzero((fixed < 0) & ((open_value < 1 - 1e-6) | (rounded >= 0)))
+    if remaining > 0.05 and len(loose):
+        residual = d.free.copy()
+        np.subtract.at(residual, fixed[fixed >= 0], d.gpus[fixed >= 0])
+        in_loose = np.zeros(n, dtype=bool)
+        in_loose[loose] = True
+        sel = in_loose[cj] & (residual[cw] >= d.gpus[cj])
+        pj, pw = cj[sel], cw[sel]
+        extra = (rounded >= 0) & in_loose  # the greedy completion's pairs, as a starting solution
+        ej, ew = np.flatnonzero(extra), rounded[extra]
+        key = np.unique(np.concatenate([pj * m + pw, ej * m + ew]))
+        pj, pw = key // m, key % m
+        choice = _sub_mip(d, pj, pw, residual, (ej * m + ew), remaining, notes) if len(pj) else None
+        if choice is not None:
+            candidate = fixed.copy()
+            candidate[pj[choice]] = pw[choice]
+            if _cost_of(d, candidate) < _cost_of(d, best):
+                best = candidate
+        stats["sub_mip_jobs"] = len(loose)
+    return best, bound, stats
 
 
-def _pairs_of(model: _Model, jobs: Sequence[JobDemand], workers: Sequence[WorkerSupply], assignments: dict[int, str]) -> Any:
-    """Indices of the pair columns an allocation uses."""
+def _sub_mip(d: _Dense, pj: Any, pw: Any, residual: Any, start_keys: Any, time_limit_s: float, notes: list[str]) -> Any:
+    """max profit over the given pairs, each job at most once, within `residual` GPUs; returns a mask of chosen pairs."""
+    import highspy
     import numpy as np
 
-    job_pos = {j.job_id: i for i, j in enumerate(jobs)}
-    worker_pos = {w.worker: i for i, w in enumerate(workers)}
-    keys = model.pair_job.astype(np.int64) * len(workers) + model.pair_worker
-    wanted = np.array([job_pos[j] * len(workers) + worker_pos[w] for j, w in assignments.items()], dtype=np.int64)
-    return np.flatnonzero(np.isin(keys, wanted))
+    m = d.cost.shape[1]
+    jobs, jrow = np.unique(pj, return_inverse=True)
+    workers, wrow = np.unique(pw, return_inverse=True)
+    nj, nw, c = len(jobs), len(workers), len(pj)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = c, nj + nw
+    lp.col_cost_ = d.cost[pj, pw] - d.payment[pj]
+    lp.col_lower_, lp.col_upper_ = np.zeros(c), np.ones(c)
+    lp.row_lower_ = np.full(nj + nw, -highspy.kHighsInf)
+    lp.row_upper_ = np.concatenate([np.ones(nj), residual[workers]])
+    index = np.empty(2 * c, dtype=np.int32)
+    index[0::2], index[1::2] = jrow, nj + wrow
+    value = np.empty(2 * c)
+    value[0::2], value[1::2] = 1.0, d.gpus[pj]
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.arange(0, 2 * c + 1, 2, dtype=np.int32)
+    lp.a_matrix_.index_, lp.a_matrix_.value_ = index, value
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * c
+    h = _new_highs()
+    h.setOptionValue("time_limit", float(time_limit_s))
+    h.setOptionValue("mip_rel_gap", 1e-4)
+    h.passModel(lp)
+    start = np.isin(pj * m + pw, start_keys).astype(float)
+    sol = highspy.HighsSolution()
+    sol.col_value = list(start)
+    sol.value_valid = True
+    h.setSolution(sol)
+    h.run()
+    if h.getInfo().primal_solution_status != 2:
+        notes.append("the sub-MIP found no solution")
+        return None
+    return np.asarray(h.getSolution().col_value) > 0.5
 
 
 def allocate(
     jobs: Sequence[JobDemand], workers: Sequence[WorkerSupply], time_limit_s: float = 2.0, gap: float = 0.005,
     solver: str = "highs",
 ) -> Allocation:
-    """The MILP allocation (building the model counts in `solve_s`); greedy when the solver finds nothing better."""
+    """The MILP allocation (building the model counts in `solve_s`); greedy when the solver finds nothing better.
+
+    Up to COLUMN_GENERATION_FROM fitting pairs: the full LP relaxation, its integral part completed greedily, then
+    branch and bound (HiGHS) from the best incumbent. Above: column generation over every pair (see `_large`).
+    The bound is always proven: an LP optimum, HiGHS's MIP dual bound, or a Lagrangian value."""
+    import numpy as np
+
     t = time.perf_counter()
-    model = _build(jobs, workers)
-    fallback = greedy(jobs, workers, model=model)
-    n_pairs = len(model.pair_job)
+    d = _dense(jobs, workers)
+    fallback_choice = _greedy_positions(d)
+    fallback = Allocation(_to_assignments(jobs, workers, fallback_choice), _cost_of(d, fallback_choice), -math.inf, "greedy", 0.0)
+    n_pairs = d.n_pairs
     if n_pairs == 0:
+        fallback.cost = objective(jobs, workers, fallback.assignments)
         fallback.solve_s = time.perf_counter() - t
         return fallback
     job_pos = {j.job_id: i for i, j in enumerate(jobs)}
@@ -420,32 +549,28 @@ def allocate(
     notes: list[str] = []
     best, bound = fallback.assignments, -math.inf
     remaining = max(0.05, time_limit_s - (time.perf_counter() - t))
-    if solver == "highs":
+    if solver == "highs" and n_pairs > COLUMN_GENERATION_FROM:
+        # leave room for the final check and the objective in Python
+        choice, bound, stats = _large(d, fallback_choice, t + 0.75 * time_limit_s, t + 0.9 * time_limit_s, gap, notes)
+        notes.append(", ".join(f"{k} {v}" for k, v in stats.items()))
+        best = _to_assignments(jobs, workers, choice)
+    elif solver == "highs":
+        model = _build(d)
         # 1. the LP relaxation: a proven bound, and mostly integral; complete its integral part greedily
-        if n_pairs > COLUMN_GENERATION_FROM:
-            # column generation for half the budget, then subgradient steps on the GPU prices for a proven bound
-            seed = _pairs_of(model, jobs, workers, fallback.assignments)
-            prices: list[Any] = []
-            values, bound, status = _lp_by_column_generation(model, len(jobs), len(workers), t + time_limit_s / 2, seed,
-                                                             fallback.cost, gap, prices)
-            import numpy as np
-
-            start_prices = prices[0] if prices else np.zeros(len(workers))
-            bound = max(bound, subgradient_bound(model, len(jobs), len(workers), start_prices, fallback.cost, t + 0.95 * time_limit_s))
-        else:
-            values, _, bound, status = _solve_highs(model, len(jobs), len(workers), {}, remaining, gap, relax=True)
+        values, _, bound, status = _solve_highs(model, len(jobs), len(workers), {}, remaining, gap, relax=True)
         if values is not None:
-            fixed = {jobs[int(model.pair_job[p])].job_id: workers[int(model.pair_worker[p])].worker
-                     for p in range(n_pairs) if values[p] > 1 - 1e-6}
-            rounded = greedy(jobs, workers, fixed, model=model)
-            if rounded.cost < objective(jobs, workers, best):
-                best = rounded.assignments
+            fixed = np.full(len(jobs), -1, dtype=np.int64)
+            whole = values > 1 - 1e-6
+            fixed[model.pair_job[whole]] = model.pair_worker[whole]
+            rounded = _greedy_positions(d, fixed)
+            if _cost_of(d, rounded) < _cost_of(d, fallback_choice):
+                best = _to_assignments(jobs, workers, rounded)
         else:
             notes.append(f"the LP relaxation did not solve ({status})")
         # 2. branch and bound from the best incumbent while time and the gap allow
         cost = objective(jobs, workers, best)
         remaining = time_limit_s - (time.perf_counter() - t)
-        if remaining > 0.2 and cost - bound > gap * abs(cost) and n_pairs <= COLUMN_GENERATION_FROM:
+        if remaining > 0.2 and cost - bound > gap * abs(cost):
             pair_of = {(int(a), int(b)): p for p, (a, b) in enumerate(zip(model.pair_job, model.pair_worker, strict=True))}
             start = {pair_of[(job_pos[jid], worker_pos[name])]: job_pos[jid] for jid, name in best.items()}
             values, _, mip_bound, status = _solve_highs(model, len(jobs), len(workers), start, remaining, gap)
@@ -455,6 +580,7 @@ def allocate(
                 if objective(jobs, workers, mip) < cost:
                     best = mip
     else:
+        model = _build(d)
         values = _solve_cbc(model, len(jobs), remaining, gap)
         if values is None:
             notes.append("CBC found no solution in time; using the greedy allocation")
@@ -465,7 +591,8 @@ def allocate(
     check(jobs, workers, best)
     cost = objective(jobs, workers, best)
     bound = min(cost, bound)
-    if best is fallback.assignments and bound == -math.inf:
+    if best == fallback.assignments and bound == -math.inf:
+        fallback.cost = cost
         fallback.solve_s, fallback.notes, fallback.variables = time.perf_counter() - t, notes, n_pairs
         return fallback
     label = "optimal" if cost - bound <= gap * abs(cost) + 1e-9 else "feasible"

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from llmos_chain.bench.alloc import instance
+from llmos_chain.bench.alloc import FAMILIES, instance
 from llmos_chain.errors import AllocationError
 from llmos_chain.market import allocator as A
 from llmos_chain.market.allocator import JobDemand, WorkerSupply, allocate, check, fits, greedy, objective
@@ -96,16 +96,128 @@ def test_column_generation_and_subgradient_bounds_are_valid(monkeypatch: pytest.
     assert cg.gap <= 0.02
 
 
+def _reference_greedy(jobs: list[JobDemand], workers: list[WorkerSupply]) -> dict[int, str]:
+    """Greedy as specified, one pair at a time: most profit per GPU first (ties by job id), each to the cheapest
+    fitting worker with spare GPUs (ties: the earlier worker)."""
+    free = {w.worker: w.free_gpus for w in workers}
+    options = {j.job_id: sorted((A.pair_cost(j, w), k, w.worker) for k, w in enumerate(workers) if fits(j, w)) for j in jobs}
+    order = sorted((j for j in jobs if options[j.job_id]), key=lambda j: (-(j.payment - options[j.job_id][0][0]) / j.gpus, j.job_id))
+    out: dict[int, str] = {}
+    for job in order:
+        for _, _, name in options[job.job_id]:
+            if free[name] >= job.gpus:
+                free[name] -= job.gpus
+                out[job.job_id] = name
+                break
+    return out
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_is_the_specified_greedy(family: str) -> None:
+    jobs, workers = instance(150, 15, seed=5, family=family)
+    result = greedy(jobs, workers)
+    assert result.assignments == _reference_greedy(jobs, workers)
+    check(jobs, workers, result.assignments)
+    assert result.cost == pytest.approx(objective(jobs, workers, result.assignments))
+
+
+@pytest.mark.parametrize("family", FAMILIES[1:])
+@pytest.mark.parametrize("seed", range(3))
+def test_hard_families_small_instances_brute_force(family: str, seed: int) -> None:
+    jobs, workers = instance(7, 3, seed=seed, family=family)
+    best = _brute_force(jobs, workers)
+    result = allocate(jobs, workers, time_limit_s=5)
+    check(jobs, workers, result.assignments)
+    assert result.bound <= best + 1e-9  # a proven bound never exceeds the optimum
+    assert result.cost == pytest.approx(best, rel=1e-9) and result.status == "optimal"
+
+
+def _exact(jobs: list[JobDemand], workers: list[WorkerSupply]) -> float:
+    """The integer optimum by HiGHS's branch and bound with no gap (medium instances only)."""
+    model = A._build(A._dense(jobs, workers))
+    values, value, bound, status = A._solve_highs(model, len(jobs), len(workers), {}, 60.0, 0.0)
+    assert status == "Optimal", status
+    return value
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bounds_of_both_paths_are_valid_against_the_exact_optimum(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    jobs, workers = instance(240, 24, seed=7, family=family)
+    optimum = _exact(jobs, workers)
+    small = allocate(jobs, workers, time_limit_s=10)
+    monkeypatch.setattr(A, "COLUMN_GENERATION_FROM", 0)  # the large-instance path (column generation, Lagrangian bound)
+    large = allocate(jobs, workers, time_limit_s=10)
+    for result in (small, large):
+        check(jobs, workers, result.assignments)
+        assert result.bound <= optimum + 1e-6 * abs(optimum)
+        assert result.cost >= optimum - 1e-6 * abs(optimum)
+        assert result.cost <= greedy(jobs, workers).cost + 1e-9
+    assert small.gap <= 0.01 and large.gap <= 0.01
+    # the Lagrangian bound holds for any non-negative GPU prices, not only the LP's
+    d = A._dense(jobs, workers)
+    rng = np.random.default_rng(0)
+    for scale in (0.0, 0.1, 1.0, 10.0):
+        assert A.dense_lagrangian_bound(d, rng.uniform(0, scale, len(workers))) <= optimum + 1e-6 * abs(optimum)
+
+
+@pytest.mark.parametrize("family", FAMILIES[1:])
+def test_hard_families_defeat_greedy_but_not_the_milp(family: str) -> None:
+    jobs, workers = instance(500, 50, seed=0, family=family)
+    result = allocate(jobs, workers, time_limit_s=10)
+    base = greedy(jobs, workers)
+    check(jobs, workers, result.assignments)
+    assert (base.cost - result.bound) / base.cost >= 0.05  # greedy is 5 % or more above the proven bound
+    assert result.gap <= 0.01
+
+
+def test_random_family_is_the_default_and_unknown_families_are_refused() -> None:
+    assert instance(20, 3, seed=1) == instance(20, 3, seed=1, family="random")
+    assert instance(20, 3, seed=1, family="few_fit") == instance(20, 3, seed=1, family="few_fit")  # seeded
+    with pytest.raises(AllocationError, match="unknown instance family"):
+        instance(20, 3, family="nope")
+
+
 def test_bench_alloc_json_interface() -> None:
     import json
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "llmos_chain.cli.main", "bench", "alloc", "--json", "--sizes", "50x5,200x20"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "llmos_chain.cli.main", "bench", "alloc", "--json", "--sizes", "50x5,200x20",
+                           "--families", "random,multi_gpu"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     runs = json.loads(proc.stdout)["runs"]  # stdout is pure JSON (no solver banner)
-    assert [(r["jobs"], r["workers"]) for r in runs] == [(50, 5), (200, 20)]
-    assert all({"solve_s", "gap", "vs_greedy"} <= set(r) and r["vs_greedy"] <= 1 + 1e-9 for r in runs)
+    assert [(r["family"], r["jobs"], r["workers"]) for r in runs] == [
+        ("random", 50, 5), ("random", 200, 20), ("multi_gpu", 50, 5), ("multi_gpu", 200, 20)]
+    fields = {"family", "jobs", "workers", "solve_s", "greedy_s", "gap", "greedy_gap", "vs_greedy", "status", "time_limit_s",
+              "cost", "bound", "greedy_cost", "assigned", "greedy_assigned", "variables"}
+    for r in runs:
+        assert fields <= set(r) and r["vs_greedy"] <= 1 + 1e-9 and r["greedy_s"] > 0 and r["time_limit_s"] == 2.0
+        assert r["bound"] <= r["cost"] <= r["greedy_cost"]  # both against the same proven bound
+        assert r["gap"] == pytest.approx((r["cost"] - r["bound"]) / r["cost"])
+        assert r["greedy_gap"] == pytest.approx((r["greedy_cost"] - r["bound"]) / r["greedy_cost"])
+    assert runs[3]["greedy_gap"] >= 0.05 and runs[3]["gap"] <= 0.01  # the hard family shows what the MILP is for
     bad = subprocess.run([sys.executable, "-m", "llmos_chain.cli.main", "bench", "alloc", "--sizes", "lots"], capture_output=True, text=True)
     assert bad.returncode == 1 and "--sizes must look like" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "llmos_chain.cli.main", "bench", "alloc", "--families", "random,nope"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "--families must name" in bad.stderr
+
+
+def test_bench_runs_above_1000_jobs_get_5_s() -> None:
+    from llmos_chain.bench.alloc import DEFAULT_RUNS, _limit
+
+    assert _limit(1000, 2.0) == 2.0 and _limit(10000, 2.0) == 5.0 and _limit(10000, 8.0) == 8.0
+    assert ("random", 10000, 1000) in DEFAULT_RUNS
+    assert {f for f, _, _ in DEFAULT_RUNS} == set(FAMILIES)
+
+
+@pytest.mark.slow
+def test_10k_jobs_1k_workers_random_within_1_percent_of_a_proven_bound() -> None:
+    """The large path end to end at the issue's size (speed is the benchmark's business: here 15 s for a loaded machine)."""
+    jobs, workers = instance(10000, 1000, seed=0)
+    result = allocate(jobs, workers, time_limit_s=15)
+    check(jobs, workers, result.assignments)
+    assert math.isfinite(result.bound) and result.bound <= result.cost
+    assert result.gap <= 0.01 and result.cost <= greedy(jobs, workers).cost + 1e-9
