@@ -438,14 +438,15 @@ class SoakRun:
             tx_gas[t["tx"]] = t["gas"]
             if t["status"] == 0:
                 reverted.add(t["tx"])
+            effect = "assign" if t["function"] == "assignMany" else t["function"]  # a job in either is assigned once
             for job in t["jobs"]:
-                per_effect[(t["from"], t["function"], job)].append(t)
+                per_effect[(t["from"], effect, job)].append(t)
         duplicates: set[str] = set()
         duplicate_count = 0
         for (_, function, job), sent in per_effect.items():
             if function in ("postJob", "postJobs", "withdraw", "multicall"):
                 continue
-            allowed = 1 + (reopened[job] if function in ("assign", "assignMany", "grantAccess") else 0)
+            allowed = 1 + (reopened[job] if function in ("assign", "grantAccess") else 0)
             extra = sent[allowed:] if len(sent) > allowed else []
             duplicate_count += len(extra)
             duplicates.update(t["tx"] for t in extra)

@@ -3,7 +3,8 @@
 Each `step()` is one pass of: follow the chain → drive the outbox → allocate the open jobs as one
 batch → start the jobs that were granted to our workers → collect finished runs and queue their
 submissions or failure reports → withdraw credits. Every chain write goes through the outbox under a
-key that names its effect (`assign:JOB:WORKER:OPENING_TX`, `submit:JOB`, `fail:JOB`, `withdraw:TOKEN:N`), so a restart at any point
+key that names its effect (`assign:JOB:WORKER:OPENING_TX`, `assign-many:WORKER:DIGEST` for `assign_batch_from` or more
+jobs to one worker in one allocation, `submit:JOB`, `fail:JOB`, `withdraw:TOKEN:N`), so a restart at any point
 neither loses nor repeats anything; which jobs were started is kept in SQLite too.
 
 Faults are normal: each phase of a step is guarded on its own (a node error in one does not stop the others, and is
@@ -16,6 +17,7 @@ chain followed so far (`Follower.check_identity`) stops every write until it is.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import signal
@@ -56,6 +58,11 @@ GPU_STATES = ("assigned", "running")
 RETRY_AFTER_S = 15.0
 #: Seconds a revert at gas estimation must persist before the intent is given up (a lagging backend may estimate).
 REVERT_PATIENCE_S = 5.0
+#: From this many jobs for one worker in one allocation, they go in `assignMany` transactions (one estimate, signature
+#: and transaction for up to ASSIGN_BATCH_MAX jobs); fewer go one `assign` each, which a competitor cannot make revert
+#: together.
+ASSIGN_BATCH_FROM = 4
+ASSIGN_BATCH_MAX = 50
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,7 @@ class Coordinator:
         fetch_policy: Any = None,
         fee_bump_after_s: float = 60.0,
         max_reorg_depth: int = 64,
+        assign_batch_from: int = ASSIGN_BATCH_FROM,
     ) -> None:
         self.suite = suite
         self.store = store
@@ -154,6 +162,8 @@ class Coordinator:
         self.token_prices = {ZERO_ADDRESS.lower(): 1.0, **{k.lower(): float(v) for k, v in (token_prices or {}).items()}}
         self.withdraw = withdraw
         self.max_batch = max_batch  # jobs allocated per cycle (None: all open jobs as one batch)
+        # this many jobs or more for one worker in one allocation go in `assignMany` transactions (0: never)
+        self.assign_batch_from = assign_batch_from
         self.estimator = RuntimeEstimator(store)
         from llmos_chain.net import FetchPolicy
 
@@ -344,27 +354,33 @@ class Coordinator:
         # Our assigns not on chain yet, or mined in a block the follower has not read yet (the store still says Open),
         # hold their GPUs all the same. The worker is the one the key names (`assign:JOB:WORKER:OPENING`): worker ids
         # are only cached once looked up, which a restarted coordinator has not done yet.
-        cursor = self.store.cursor(self.suite.deployment.start_block - 1).block
-        unseen = self.store.db.execute("SELECT key FROM outbox WHERE function = 'assign' AND sender = ? AND status = 'confirmed' "
-                                       "AND block > ?", (self.operator.address, cursor)).fetchall()
-        keys = [i.key for i in self.outbox.pending() if i.function == "assign"] + [str(r["key"]) for r in unseen]
-        for key in keys:
-            parts = key.split(":")
-            if len(parts) < 3:
-                continue  # not one of this coordinator's assign keys
-            job_id, worker = int(parts[1]), parts[2]
+        for job_id, worker in self._assigning():
             job = self.store.job(job_id)
             if job is not None and job["state"] in GPU_STATES and job["worker"] == worker:
                 continue  # already counted above
             busy[worker] = busy.get(worker, 0) + (int(job["gpu_count"]) if job else 0)
         return busy
 
+    def _assigning(self) -> list[tuple[int, str]]:
+        """(job, worker) of our assigns not on chain yet, or mined in a block the follower has not read (the store still
+        says Open). The worker is the one the key names (`assign:JOB:WORKER:…`, `assign-many:WORKER:…`): worker ids are
+        only cached once looked up, which a restarted coordinator has not done yet."""
+        cursor = self.store.cursor(self.suite.deployment.start_block - 1).block
+        rows = [(i.key, i.function, i.args) for i in self.outbox.pending() if i.function in ("assign", "assignMany")]
+        rows += [(str(r["key"]), str(r["function"]), json.loads(r["args"])) for r in self.store.db.execute(
+            "SELECT key, function, args FROM outbox WHERE function IN ('assign', 'assignMany') AND sender = ? "
+            "AND status = 'confirmed' AND block > ?", (self.operator.address, cursor))]
+        out: list[tuple[int, str]] = []
+        for key, function, args in rows:
+            parts = key.split(":")
+            if function == "assign" and len(parts) >= 3 and parts[0] == "assign":
+                out.append((int(parts[1]), parts[2]))
+            elif function == "assignMany" and len(parts) >= 2 and parts[0] == "assign-many":
+                out += [(int(j), parts[1]) for j in args[0]]
+        return out
+
     def _allocate(self) -> tuple[list[int], float]:
-        pending_jobs = {int(i.args[0]) for i in self.outbox.pending() if i.function == "assign"}
-        cursor = self.store.cursor(self.suite.deployment.start_block - 1).block  # assigns mined after it: not Open in fact
-        pending_jobs |= {int(str(r["key"]).split(":")[1]) for r in self.store.db.execute(
-            "SELECT key FROM outbox WHERE function = 'assign' AND sender = ? AND status = 'confirmed' AND block > ?",
-            (self.operator.address, cursor))}
+        pending_jobs = {job_id for job_id, _ in self._assigning()}  # assigns mined after the cursor: not Open in fact
         open_jobs = [j for j in self.store.jobs("open") if j["job_id"] not in pending_jobs]
         if not open_jobs:
             return [], 0.0
@@ -398,10 +414,24 @@ class Coordinator:
         if result.assignments:
             log.info("allocated %d of %d open job(s) in %.2f s: %s", len(result.assignments), len(demands), result.solve_s,
                      ", ".join(f"{j}→{w[:10]}" for j, w in sorted(result.assignments.items())))
+        by_worker: dict[str, list[int]] = {}
         for job_id, worker in sorted(result.assignments.items()):
-            # keyed by the event that opened the job: a reopened job, or one posted again after a reorg, is a new intent
-            self.outbox.add(f"assign:{job_id}:{worker}:{self._opened_by(job_id)}", "JobMarket", "assign",
-                            [job_id, self.store.terms(job_id), self.worker_id(worker)])
+            by_worker.setdefault(worker, []).append(job_id)
+        for worker, job_ids in by_worker.items():
+            if self.assign_batch_from and len(job_ids) >= self.assign_batch_from:
+                # one transaction for many jobs (assignMany): it reverts as a whole if any of them was taken meanwhile,
+                # and the rest are allocated again at the next step
+                for a in range(0, len(job_ids), ASSIGN_BATCH_MAX):
+                    chunk = job_ids[a : a + ASSIGN_BATCH_MAX]
+                    opened = ",".join(f"{j}@{self._opened_by(j)}" for j in chunk)
+                    digest = hashlib.sha256(opened.encode()).hexdigest()[:16]
+                    self.outbox.add(f"assign-many:{worker}:{digest}", "JobMarket", "assignMany",
+                                    [chunk, [self.store.terms(j) for j in chunk], self.worker_id(worker)])
+                continue
+            for job_id in job_ids:
+                # keyed by the event that opened the job: a reopened job, or one posted again after a reorg, is a new intent
+                self.outbox.add(f"assign:{job_id}:{worker}:{self._opened_by(job_id)}", "JobMarket", "assign",
+                                [job_id, self.store.terms(job_id), self.worker_id(worker)])
         return sorted(result.assignments), result.solve_s
 
     def _opened_by(self, job_id: int) -> str:
@@ -603,6 +633,9 @@ class Coordinator:
     def _already_done(self, intent: Intent) -> bool:
         if intent.function == "withdraw":
             return int(self.suite.market.functions.credits(intent.args[0], self.operator.address).call()) == 0
+        if intent.function == "assignMany":  # done only if every job of it is ours (else the rest is allocated again)
+            jobs = [get_job(self.suite, int(j)) for j in intent.args[0]]
+            return all(job.worker_id == int(intent.args[2]) and job.state is not JobState.OPEN for job in jobs)
         job = get_job(self.suite, int(intent.args[0]))
         if intent.function == "assign":
             return job.worker_id == int(intent.args[2]) and job.state is not JobState.OPEN

@@ -20,10 +20,12 @@ def test_bench_pipeline_json_interface() -> None:
     result = json.loads(proc.stdout)
     node = result["node_ceiling"]
     assert result["node_tx_per_s"] == node["tx_per_s"] > 0 and node["transfers"] >= 100
-    for part, batch in (("batched", "all"), ("baseline_one_per_cycle", 1)):
+    for part, batch in (("batched", "all"), ("one_tx_per_job", "all"), ("baseline_one_per_cycle", 1)):
         run = result[part]
         assert run["assigned"] == run["jobs"] == 12 and run["batch"] == batch and run["jobs_per_s"] > 0
     assert result["baseline_one_per_cycle"]["cycles"] >= 12 > result["batched"]["cycles"]  # one job a cycle vs all at once
+    # the default coordinator puts a worker's jobs in assignMany transactions; the others send one per job
+    assert result["batched"]["transactions"] < 12 == result["one_tx_per_job"]["transactions"] == result["baseline_one_per_cycle"]["transactions"]
     assert result["jobs_per_s"] == result["batched"]["jobs_per_s"]
     assert result["vs_node"] == pytest.approx(result["jobs_per_s"] / result["node_tx_per_s"])
     assert result["target_jobs_per_s"] == pytest.approx(min(40.0, 0.8 * result["node_tx_per_s"]))

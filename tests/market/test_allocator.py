@@ -215,9 +215,10 @@ def test_bench_runs_above_1000_jobs_get_5_s() -> None:
 
 @pytest.mark.slow
 def test_10k_jobs_1k_workers_random_within_1_percent_of_a_proven_bound() -> None:
-    """The large path end to end at the issue's size (speed is the benchmark's business: here 15 s for a loaded machine)."""
+    """The large path end to end at the issue's size (speed is the benchmark's business: the limit here is generous for a
+    loaded machine; the solver stops as soon as the gap is reached)."""
     jobs, workers = instance(10000, 1000, seed=0)
-    result = allocate(jobs, workers, time_limit_s=15)
+    result = allocate(jobs, workers, time_limit_s=60)
     check(jobs, workers, result.assignments)
     assert math.isfinite(result.bound) and result.bound <= result.cost
     assert result.gap <= 0.01 and result.cost <= greedy(jobs, workers).cost + 1e-9

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmos_chain.chain.market import JobState
-from llmos_chain.market.coordinator import Coordinator, WorkerConfig
+from llmos_chain.market.coordinator import ASSIGN_BATCH_FROM, Coordinator, WorkerConfig
 from llmos_chain.market.executor import Executor, WorkerCommand
 from llmos_chain.recipe import Recipe
 from llmos_chain.store import Store
@@ -110,9 +110,10 @@ class Provider:
         return str(worker) if JobState(state) in HOLDING else None
 
     def assign_intents(self) -> list[tuple[int, str, str]]:
-        """(job, worker, status) of every assign the coordinator ever decided on."""
-        rows = self.coordinator.store.db.execute("SELECT key, status FROM outbox WHERE function = 'assign' ORDER BY id")
-        return [(int(r["key"].split(":")[1]), r["key"].split(":")[2], r["status"]) for r in rows]
+        """(job, worker, status) of every assign the coordinator ever decided on, alone or in an assignMany."""
+        rows = self.coordinator.store.db.execute("SELECT key, function, args, status FROM outbox "
+                                                 "WHERE function IN ('assign', 'assignMany') ORDER BY id")
+        return [(job, worker, r["status"]) for r in rows for job, worker in _jobs_of(r["function"], r["key"], json.loads(r["args"]))]
 
     def held(self) -> dict[str, int]:
         """GPUs each worker holds: jobs assigned to it on chain, plus assign intents not (yet) on chain."""
@@ -123,8 +124,7 @@ class Provider:
             if worker is not None:
                 held[worker] = held.get(worker, 0) + gpus[job]
         for intent in self.coordinator.outbox.pending():
-            if intent.function == "assign":
-                job, worker = int(intent.args[0]), intent.key.split(":")[2]
+            for job, worker in _jobs_of(intent.function, intent.key, intent.args):
                 if on_chain.get(job) != worker:
                     held[worker] = held.get(worker, 0) + gpus[job]
         return held
@@ -137,6 +137,15 @@ class Provider:
     def free(self) -> dict[str, int]:
         held = self.held()
         return {w.address: w.gpus - held.get(w.address, 0) for w in self.configs}
+
+
+def _jobs_of(function: str, key: str, args: list[Any]) -> list[tuple[int, str]]:
+    """(job, worker) an assign intent decides: `assign:JOB:WORKER:…` or `assign-many:WORKER:…` with the jobs in its args."""
+    if function == "assign":
+        return [(int(key.split(":")[1]), key.split(":")[2])]
+    if function == "assignMany":
+        return [(int(job), key.split(":")[1]) for job in args[0]]
+    return []
 
 
 def provider(world: World, tmp: Path, workers: list[tuple[int, int, int, float]], confirmations: int = 0,
@@ -380,3 +389,58 @@ def test_random_mixes_never_overbook_and_respect_memory_and_time(world: World, p
                         f"job {job} fits a free worker but was left open"
     finally:
         tester.revert_to_snapshot(snapshot)
+
+
+# ------------------------------------------------------------------ batched assignment
+
+
+def _market_txs(world: World, function: str) -> list[Any]:
+    """Every mined call of `function` to the market (decoded input, receipt status)."""
+    out = []
+    for number in range(world.suite.deployment.start_block, world.w3.eth.block_number + 1):
+        for tx in world.w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            if tx["to"] == world.suite.market.address:
+                fn, args = world.suite.market.decode_function_input(tx["input"] if "input" in tx else tx["data"])  # eth-tester: data
+                if fn.fn_name == function:
+                    out.append((args, world.w3.eth.get_transaction_receipt(tx["hash"])["status"]))
+    return out
+
+
+def test_many_jobs_for_one_worker_go_in_one_assign_many_and_fewer_one_each(world: World, tmp_path: Path) -> None:
+    """From ASSIGN_BATCH_FROM jobs for one worker in one allocation, one assignMany carries them; below that, one
+    assign each (a batch reverts as a whole if a competitor takes one of its jobs)."""
+    p = provider(world, tmp_path, [(8, 80, CHEAP, FAST), (8, 80, DEAR, FAST)])
+    cheap, dear = (w.address for w in p.configs)
+    many = p.post_many([(1, 16, HOUR)] * ASSIGN_BATCH_FROM)  # all fit the cheap worker
+    for _ in range(3):
+        p.step()
+    assert {job: p.worker_of(job) for job in many} == dict.fromkeys(many, cheap)
+    (batch,) = _market_txs(world, "assignMany")
+    assert sorted(batch[0]["jobIds"]) == sorted(many) and batch[1] == 1 and _market_txs(world, "assign") == []
+    few = p.post_many([(1, 16, HOUR)] * (ASSIGN_BATCH_FROM - 1))  # the 4 GPUs the cheap worker has left
+    for _ in range(3):
+        p.step()
+    assert {job: p.worker_of(job) for job in few} == dict.fromkeys(few, cheap)
+    assert sorted(int(args["jobId"]) for args, _ in _market_txs(world, "assign")) == sorted(few)
+    assert len(_market_txs(world, "assignMany")) == 1 and p.free() == {cheap: 1, dear: 8}
+
+
+def test_a_batch_that_lost_one_job_to_a_competitor_assigns_the_rest_again(world: World, tmp_path: Path) -> None:
+    """A competitor's assign of one of the batch's jobs lands between the allocation and the send: the batch's
+    estimate reverts, so nothing of it is sent; once it is given up, the other jobs are allocated again, without the
+    taken one, and nothing is overbooked."""
+    p = provider(world, tmp_path, [(8, 80, CHEAP, FAST)])
+    (worker,) = (w.address for w in p.configs)
+    jobs = p.post_many([(1, 16, HOUR)] * max(5, ASSIGN_BATCH_FROM + 1))
+    c = p.coordinator
+    c.outbox.revert_patience_s = 0.0  # give a reverting estimate up at once (daemons wait 5 s for lagging backends)
+    c.follower.poll()
+    assert sorted(c._allocate()[0]) == sorted(jobs)  # one assignMany recorded, not sent yet
+    world.act(world.client).cancel(jobs[0])  # the client withdraws one job meanwhile: the batch can only revert
+    for _ in range(4):
+        p.step()
+    assert world.job(jobs[0]).state is JobState.CANCELLED
+    assert {job: p.worker_of(job) for job in jobs[1:]} == dict.fromkeys(jobs[1:], worker)
+    statuses = {r["key"]: r["status"] for r in c.store.db.execute("SELECT key, status FROM outbox WHERE function = 'assignMany'")}
+    assert sorted(statuses.values()) == ["confirmed", "failed"]  # the first given up (its estimate reverted), then the rest
+    assert [status for _, status in _market_txs(world, "assignMany")] == [1]  # nothing reverted on chain: no gas wasted
