@@ -14,11 +14,12 @@ from llmos_chain.market.coordinator import Coordinator
 from llmos_chain.store import ACTIVE_STATES
 
 
-def create_app(coordinator: Coordinator, dashboard: list[Provider] | None = None, name: str = "coordinator") -> FastAPI:
-    """The API over `coordinator`, with the dashboard at `/` over `dashboard` (default: this coordinator, as `name`)."""
+def create_app(coordinator: Coordinator, dashboard: list[Provider] | None = None, name: str | None = None) -> FastAPI:
+    """The API over `coordinator`, with the dashboard at `/` over `dashboard` (default: this coordinator, shown as
+    `name`, by default its operator's address)."""
     app = FastAPI(title="llmos coordinator", version="1", description="Read-only view of one provider's coordinator.")
     store = coordinator.store
-    mount_dashboard(app, dashboard or [Provider(name, coordinator)])
+    mount_dashboard(app, dashboard or [Provider(name or f"operator {coordinator.operator.address[:10]}…", coordinator)])
 
     @app.get("/health")
     def health() -> dict[str, Any]:

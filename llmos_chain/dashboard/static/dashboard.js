@@ -72,7 +72,8 @@
       const body = await response.json();
       if (!body.x.length) return;
       plot(resources, "resources", body.series, [body.x, ...body.series.map((s) => s.values)],
-        { scales: { y: { range: [0, 100] } }, axes: [{}, { label: "%" }] });
+        { scales: { x: { time: true, range: (u, min, max) => (max - min < 60 ? [max - 60, max] : [min, max]) },
+                    y: { range: [0, 100] } }, axes: [{}, { label: "%" }] });
     };
     draw();
     every(Number(resources.dataset.every) || 5000, draw);
