@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from llmos_chain.dashboard import views
-from llmos_chain.dashboard.sampler import ResourceSampler, describe
+from llmos_chain.dashboard.sampler import ResourceSampler, describe, shared_sampler
 from llmos_chain.dashboard.views import Provider
 
 HERE = Path(__file__).resolve().parent
@@ -51,13 +51,15 @@ def _state(state: str | None) -> str | None:
 
 
 def mount_dashboard(app: FastAPI, providers: list[Provider], sampler: ResourceSampler | None = None) -> ResourceSampler:
-    """Add the dashboard over `providers` to `app`, and start its resource sampler (a daemon thread)."""
+    """Add the dashboard over `providers` to `app`; `sampler` (default: the process's, started) gives the resource chart."""
     if not providers:
         raise ValueError("the dashboard needs at least one coordinator")
     templates = _templates()
-    sampler = sampler or ResourceSampler()
+    if sampler is None:
+        sampler = shared_sampler()  # one per process, in a daemon thread: it samples from now on, whether or not anyone looks
+    else:
+        sampler.start()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    sampler.start()  # a daemon thread: it samples from now on, whether or not anyone looks
     title = " + ".join(p.name for p in providers)
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:

@@ -101,6 +101,20 @@ class ResourceSampler:
         return f"ResourceSampler({self.source}, every {self.interval_s} s)"
 
 
+_shared: ResourceSampler | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_sampler() -> ResourceSampler:
+    """The process's sampler (it samples the host, so every dashboard in the process shares it), started."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = ResourceSampler()
+            _shared.start()
+        return _shared
+
+
 def describe(sampler: ResourceSampler) -> str:
     return {"nvml": "NVML (nvidia-ml-py): each GPU", "psutil": "psutil: no NVML on this host, so its CPU and memory"}.get(
         sampler.source, sampler.source)

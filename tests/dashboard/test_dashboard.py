@@ -153,3 +153,18 @@ def test_assets_are_local_and_the_vendored_uplot_is_the_pinned_one(api: TestClie
     installed = REPO / "node_modules" / "uplot" / "dist" / "uPlot.iife.min.js"
     if installed.is_file():  # after `npm ci`: the vendored copy is byte for byte the npm package's
         assert installed.read_bytes() == api.get("/static/vendor/uPlot.iife.min.js").content
+
+
+def test_demo_serve_stops_before_anything_when_its_port_is_taken(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "llmos_chain.cli.main", "demo", "--serve", "--port", str(port),
+                               "--workdir", str(tmp_path / "demo")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "in use" in proc.stderr, proc.stderr
+    assert not (tmp_path / "demo").exists()
