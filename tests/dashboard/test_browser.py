@@ -149,6 +149,15 @@ def test_a_job_moves_open_to_settled_live_and_its_page_plots_every_trajectory_re
     assert [t.split()[0] for t in timeline] == ["open", "assigned", "running", "submitted", "settled"], timeline
     assert "pass" in page.locator(f'tr[data-job="{job_id}"] td[data-label="audit"]').inner_text()
 
+    # the filter by state, applied in place
+    page.select_option("#state-filter", "open")
+    page.wait_for_selector("#jobs .empty", timeout=10_000)
+    assert page.locator("tr[data-job]").count() == 0 and page.url.endswith("/?state=open")
+    page.select_option("#state-filter", "settled")
+    page.wait_for_selector(f'tr[data-job="{job_id}"][data-state="settled"]', timeout=10_000)
+    page.select_option("#state-filter", "all")
+    assert page.evaluate("() => window.__sameDocument") == "not reloaded"
+
     # the resource chart: drawn (a canvas) from the coordinator's samples
     chart = page.locator("#resource-chart")
     page.wait_for_selector("#resource-chart canvas", timeout=30_000)

@@ -112,7 +112,9 @@ def test_chain_and_last_solve_figures(world: World, coordinator: Coordinator, ap
     chain = api.get("/ui/chain").text
     assert f"<dt>node head</dt><dd>{health['node_head']}</dd>" in chain
     assert "<dt>outbox depth</dt><dd>0</dd>" in chain and "<dt>stuck intents</dt><dd>0</dd>" in chain
-    assert "open 1" in chain
+    assert "open 1" in chain and "<dt>last reorg</dt><dd>—</dd>" in chain
+    coordinator.follower.status.last_reorg = {"at": 0.0, "from": 12, "to": 9, "depth": 3, "node_head": 14}
+    assert "3 block(s) deep, back from 12 to 9" in api.get("/ui/chain").text
     resources = api.get("/ui/resources").text
     for text in ("3 <small>on 1 worker(s)</small>", ">2<", "20.00 %", "optimal", "0.042 s"):
         assert text in resources
