@@ -66,7 +66,8 @@ def mount_dashboard(app: FastAPI, providers: list[Provider], sampler: ResourceSa
         return templates.TemplateResponse(request, name, {"title": title, **context})
 
     def jobs_context(state: str | None) -> dict[str, Any]:
-        return {"jobs": [views.job_row(p, j) for p, j in views.all_jobs(providers, state)], "state": state, "states": views.STATES}
+        rows, total = views.table(providers, state)
+        return {"jobs": rows, "total": total, "state": state, "states": views.STATES}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request, state: str | None = Query(None, max_length=32)) -> HTMLResponse:

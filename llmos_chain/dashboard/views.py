@@ -22,6 +22,8 @@ log = logging.getLogger("llmos.dashboard")
 STATES = ("open", "assigned", "running", "submitted", "failure_claimed", "disputed", "failure_disputed", "settled",
           "refunded", "failed", "expired", "cancelled")
 FINAL_STATES = ("settled", "refunded", "failed", "expired", "cancelled")
+#: Jobs the table shows at most (the latest by id); the filter narrows them.
+MAX_ROWS = 200
 #: Bytes of a worker's log the job page shows (its end).
 LOG_TAIL_BYTES = 8192
 LOG_TAIL_LINES = 40
@@ -66,6 +68,13 @@ class Provider:
 def owner_of(providers: list[Provider], job: dict[str, Any]) -> Provider:
     """The provider whose worker holds the job, else the first (every coordinator sees every job of its market)."""
     return next((p for p in providers if job.get("worker") in p.coordinator.workers), providers[0])
+
+
+def table(providers: list[Provider], state: str | None = None, limit: int = MAX_ROWS) -> tuple[list[dict[str, Any]], int]:
+    """The jobs table's rows (the latest `limit` jobs by id, oldest first) and how many jobs match in all."""
+    jobs = all_jobs(providers, state)
+    slots = {id(p): slots_of(p) for p in providers}
+    return [job_row(p, j, slots[id(p)]) for p, j in jobs[-limit:]], len(jobs)
 
 
 def all_jobs(providers: list[Provider], state: str | None = None) -> list[tuple[Provider, dict[str, Any]]]:
@@ -188,14 +197,15 @@ def amount(wei: str | int, token: str) -> str:
     return f"{value / WEI:.6g} {unit}"
 
 
-def job_row(provider: Provider, job: dict[str, Any]) -> dict[str, Any]:
-    """One line of the jobs table."""
+def job_row(provider: Provider, job: dict[str, Any], slots: dict[int, list[int]] | None = None) -> dict[str, Any]:
+    """One line of the jobs table (`slots`: `slots_of(provider)`, when the caller has it for many rows)."""
     job_id = int(job["job_id"])
     worker = provider.coordinator.workers.get(job["worker"] or "")
+    slots = slots_of(provider) if slots is None else slots
     return {
         "id": job_id, "state": job["state"], "provider": provider.name if worker else "—",
         "worker": job["worker"], "gpus": int(job["gpu_count"]), "gpu_mem_gib": int(job["gpu_mem_gib"]),
-        "slots": slots_of(provider).get(job_id, []),
+        "slots": slots.get(job_id, []),
         "price": f"{worker.price_per_gpu_hour_wei / WEI:.6g} ETH/GPU-h" if worker else None,
         "escrow": amount(job["escrow"], job["token"]),
         "metrics": metrics(provider, job_id), "audit": audit_verdict(provider, job),

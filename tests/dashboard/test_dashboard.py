@@ -170,3 +170,30 @@ def test_demo_serve_stops_before_anything_when_its_port_is_taken(tmp_path: Path)
                                "--workdir", str(tmp_path / "demo")], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "in use" in proc.stderr, proc.stderr
     assert not (tmp_path / "demo").exists()
+
+
+def test_nvml_sampling_reads_each_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where nvidia-ml-py answers, each GPU's utilisation and memory are sampled (a stand-in NVML here)."""
+    import sys
+    from types import SimpleNamespace
+
+    fake = SimpleNamespace(
+        nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 2, nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetUtilizationRates=lambda h: SimpleNamespace(gpu=[35, 90][h]),
+        nvmlDeviceGetMemoryInfo=lambda h: SimpleNamespace(used=[4, 60][h] * 2**30, total=80 * 2**30))
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    sampler = ResourceSampler(interval_s=1)
+    sampler.sample()
+    (_, values), = sampler.series()
+    assert sampler.source == "nvml"
+    assert values == {"gpu0 util %": 35.0, "gpu0 mem %": 5.0, "gpu1 util %": 90.0, "gpu1 mem %": 75.0}
+
+
+def test_the_table_shows_the_latest_jobs_when_there_are_many(world: World, coordinator: Coordinator) -> None:
+    from llmos_chain.dashboard.views import table
+
+    for _ in range(4):
+        world.post()
+    coordinator.follower.poll()
+    rows, total = table([Provider("p", coordinator)], limit=3)
+    assert total == 4 and [r["id"] for r in rows] == [2, 3, 4]
