@@ -9,9 +9,11 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast test-contracts bench artifacts gas-snapshot clean
+CHROMIUM := /usr/bin/chromium
 
-setup: $(PY_STAMP) $(NODE_STAMP)
+.PHONY: setup chromium demo test test-fast test-contracts bench artifacts gas-snapshot clean
+
+setup: $(PY_STAMP) $(NODE_STAMP) chromium
 
 $(PY_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +29,14 @@ $(PY_STAMP): pyproject.toml constraints.txt
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
+
+# Headless Chromium for the dashboard's browser tests: Debian's package (Playwright's own browser download is not
+# used), installed when missing and run as root; otherwise those tests are skipped, and say why.
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium); \
+	else echo "note: no $(CHROMIUM) and not root: the dashboard's browser tests will be skipped"; fi
 
 demo: setup
 	$(VENV)/bin/llmos demo
@@ -54,4 +64,4 @@ artifacts: setup
 	$(PY) scripts/gas_snapshot.py
 
 clean:
-	rm -rf $(VENV) .venv-slither .forge node_modules .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-slither .forge node_modules .pytest_cache .hypothesis test-artifacts

@@ -1,5 +1,6 @@
 """The coordinator's read-only HTTP API (FastAPI, with its OpenAPI schema): jobs, one job's history,
-workers, the current allocation, health, and Prometheus metrics. Bound to localhost by default."""
+workers, the current allocation, health, and Prometheus metrics; and the dashboard at `/` (see
+`llmos_chain.dashboard`). Bound to localhost by default."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, PlainTextResponse
 
+from llmos_chain.dashboard import Provider, mount_dashboard
 from llmos_chain.market.coordinator import Coordinator
 from llmos_chain.store import ACTIVE_STATES
 
 
-def create_app(coordinator: Coordinator) -> FastAPI:
+def create_app(coordinator: Coordinator, dashboard: list[Provider] | None = None, name: str | None = None) -> FastAPI:
+    """The API over `coordinator`, with the dashboard at `/` over `dashboard` (default: this coordinator, shown as
+    `name`, by default its operator's address)."""
     app = FastAPI(title="llmos coordinator", version="1", description="Read-only view of one provider's coordinator.")
     store = coordinator.store
+    mount_dashboard(app, dashboard or [Provider(name or f"operator {coordinator.operator.address[:10]}…", coordinator)])
 
     @app.get("/health")
     def health() -> dict[str, Any]:

@@ -46,6 +46,12 @@ from llmos_chain.recipe import Recipe
 from llmos_chain.store import Store
 
 Progress = Callable[[str, list[dict[str, Any]]], None]
+#: Called once the demo's coordinators exist (before any job is posted) with each provider's name and coordinator:
+#: `llmos demo --serve` starts its dashboard there.
+OnReady = Callable[[list[tuple[str, Coordinator]]], None]
+#: Called with the summary before the demo's chain and directory go away; `step()` steps every coordinator once (so
+#: a dashboard kept up stays current): `llmos demo --serve` waits there for Ctrl-C.
+Hold = Callable[[dict[str, Any], Callable[[], None]], None]
 
 SENTENCES = ("hi, I still have not received order #12345", "please refund order #55501", "the page for #31337 will not load",
              "can you cancel my purchase #40404")
@@ -106,8 +112,10 @@ def _intent_hash(store: Store, key: str) -> str | None:
 
 
 def run_demo(rpc: str = "embedded", workdir: Path | None = None, progress: Progress | None = None,
-             time_limit_s: float = 900.0) -> dict[str, Any]:
-    """Run the whole marketplace once and return the summary `llmos demo --json` prints."""
+             time_limit_s: float = 900.0, jobs: tuple[JobSpec, ...] = JOBS, on_ready: OnReady | None = None,
+             hold: Hold | None = None) -> dict[str, Any]:
+    """Run the whole marketplace once and return the summary `llmos demo --json` prints (`jobs`: which of the demo's
+    jobs to post; the first one's output is decrypted and used)."""
     started = time.perf_counter()
     with ExitStack() as stack:
         root = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llmos-demo-")))
@@ -121,12 +129,14 @@ def run_demo(rpc: str = "embedded", workdir: Path | None = None, progress: Progr
             from llmos_chain.chain.bridge import ProviderBridge
 
             worker_rpc = stack.enter_context(ProviderBridge(conn.w3)).url
-        return _run(conn, accounts, worker_rpc, root, progress or (lambda message, jobs: None), started, time_limit_s)
+        return _run(conn, accounts, worker_rpc, root, progress or (lambda message, rows: None), started, time_limit_s,
+                    jobs, on_ready, hold)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, progress: Progress, started: float,
-         time_limit_s: float) -> dict[str, Any]:
+         time_limit_s: float, specs: tuple[JobSpec, ...] = JOBS, on_ready: OnReady | None = None,
+         hold: Hold | None = None) -> dict[str, Any]:
     w3 = conn.w3
     deployer, arbiter, owner, client = accounts[0], accounts[1], accounts[2], accounts[3]
     progress("deploying contracts", [])
@@ -144,7 +154,7 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
                  {token: 1e-3}),
     ]
     # The three jobs train at once on this host's cores: each gets its share of them (on 2 cores, one thread each)
-    cpu_threads = max(1, (os.cpu_count() or 2) // len(JOBS))
+    cpu_threads = max(1, (os.cpu_count() or 2) // len(specs))
     for folder in ("owner", "client", "results"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     progress("registering workers", [])
@@ -162,6 +172,8 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
                                         Executor(command, home / "logs", time_limit_s=time_limit_s, cpu_threads=cpu_threads),
                                         token_prices=p.token_prices))
     names = {p.signer.address: p.name for p in providers}
+    if on_ready is not None:
+        on_ready([(p.name, c) for p, c in zip(providers, coordinators, strict=True)])
 
     progress("sealing and registering the dataset", [])
     owner_store = Keystore(root / "owner" / "keystore")
@@ -183,7 +195,7 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
     now = int(w3.eth.get_block("latest")["timestamp"])
     client_key_id, _ = client_c.register_client_key(client_key.kind, client_key.public_bytes())
     jobs: list[dict[str, Any]] = []
-    for spec in JOBS:
+    for spec in specs:
         recipe = Recipe.model_validate(spec.recipe)
         path = root / "client" / f"recipe-{len(jobs)}.json"
         path.write_bytes(recipe.canonical_bytes())
@@ -253,7 +265,7 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
     progress("the client decrypts the MiniLM output and uses it", rows())
     first = jobs[0]
     used = _use_output(suite, first, client.address, client_key, root)
-    return {
+    result = {
         "chain_id": conn.chain_id,
         "rpc": conn.url,
         "dataset": {"id": dataset_id, "content_root": manifest.content_root, "cipher_hash": manifest.cipher_hash},
@@ -262,6 +274,13 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
         "predictions": {"job": first["id"], "answers": used},
         "wall_s": round(time.perf_counter() - started, 2),
     }
+    if hold is not None:
+        def step() -> None:
+            for c in coordinators:
+                c.safe_step()
+
+        hold(result, step)
+    return result
 
 
 def _use_output(suite: Suite, job: dict[str, Any], client: str, client_key: EncryptionKey, root: Path) -> list[dict[str, Any]]:

@@ -33,6 +33,9 @@ def demo(
     rpc: str = typer.Option("embedded", "--rpc", help="'embedded' (default, in-process eth-tester) or a dev node's URL (anvil, e.g. from `llmos devnet`)."),
     workdir: Path = typer.Option(None, "--workdir", help="Keep keystores, sealed data, results and logs here (default: a temporary directory)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with every job."),
+    serve: bool = typer.Option(False, "--serve", help="Serve the dashboard (both providers' coordinators on one page) from "
+                               "the start, and keep it up after the demo until Ctrl-C."),
+    port: int = typer.Option(8700, "--port", min=1, max=65535, help="The dashboard's port with --serve (on 127.0.0.1)."),
 ) -> None:
     """Run the whole marketplace once: providers, a sealed dataset, three fine-tuning jobs, grants, results, audits, payouts."""
     from rich.live import Live
@@ -50,12 +53,65 @@ def demo(
             raise ConfigError(f"--workdir {workdir}: {existing} is not a directory")
     if rpc != EMBEDDED:
         connect(rpc)  # a URL that is not one, or a node that does not answer, is an error now
+    show = emit_json if json_out else _print_summary
+    if serve:
+        _run_serving(rpc, workdir, port, show, json_out)
+        return
     if json_out:
         emit_json(run_demo(rpc, workdir))
         return
     started = time.monotonic()
     with Live(console=err_console, refresh_per_second=4, transient=True) as live:
         result = run_demo(rpc, workdir, progress=lambda message, jobs: live.update(_live_table(message, jobs, started)))
+    _print_summary(result)
+
+
+def _run_serving(rpc: str, workdir: Path | None, port: int, show: Any, quiet: bool) -> None:
+    """The demo with its dashboard up from the start (the port is taken first) and kept up after it until Ctrl-C."""
+    from llmos_chain.api import create_app
+    from llmos_chain.dashboard import Provider
+    from llmos_chain.dashboard.server import HOST, bind, serve_in_thread
+    from llmos_chain.demo import run_demo
+
+    sock = bind(port)
+    url = f"http://{HOST}:{port}/"
+
+    def on_ready(coordinators: list[tuple[str, Any]]) -> None:
+        # one dashboard for both providers; its API routes (/jobs, /metrics…) are the first coordinator's
+        providers = [Provider(name, c) for name, c in coordinators]
+        serve_in_thread(create_app(coordinators[0][1], dashboard=providers), sock)
+        err_console.print(f"dashboard: {url}")
+
+    def hold(result: dict[str, Any], step: Any) -> None:
+        show(result)
+        err_console.print(f"dashboard up at {url} (both providers); Ctrl-C stops")
+        try:
+            while True:
+                step()
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            err_console.print("stopped")
+
+    progress = None if quiet else (lambda message, jobs: err_console.print(f"{message} …"))
+    try:
+        run_demo(rpc, workdir, progress=_once(progress) if progress else None, on_ready=on_ready, hold=hold)
+    finally:
+        sock.close()
+
+
+def _once(progress: Any) -> Any:
+    """A progress callback that prints each message once (the demo repeats them while it waits)."""
+    seen: set[str] = set()
+
+    def report(message: str, jobs: list[dict[str, Any]]) -> None:
+        if message not in seen:
+            seen.add(message)
+            progress(message, jobs)
+
+    return report
+
+
+def _print_summary(result: dict[str, Any]) -> None:
     rows, gas_rows = [], []
     steps = ("post", "assign", "grant", "submit", "accept")
     for j in result["jobs"]:

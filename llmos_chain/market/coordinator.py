@@ -182,6 +182,8 @@ class Coordinator:
         self._since: dict[tuple[int, str], int] = {}
         self._dispute_window_s: int | None = None
         self.last_solve_s = 0.0
+        #: The allocator's last solve, for the dashboard: when, jobs considered and assigned, objective, bound, gap, time.
+        self.last_solve: dict[str, Any] | None = None
         self.results_dir: Path | None = getattr(executor.command, "results", None)
 
     # ---------------------------------------------------------------- the loop
@@ -411,6 +413,9 @@ class Coordinator:
             return [], 0.0
         result = allocate(demands, supplies, time_limit_s=self.solve_time_limit_s, solver=self.solver)
         self.last_solve_s = result.solve_s
+        self.last_solve = {"at": time.time(), "considered": len(demands), "workers": len(supplies),
+                           "assigned": len(result.assignments), "objective": result.cost, "bound": result.bound,
+                           "gap": result.gap, "status": result.status, "solve_s": result.solve_s}
         if result.assignments:
             log.info("allocated %d of %d open job(s) in %.2f s: %s", len(result.assignments), len(demands), result.solve_s,
                      ", ".join(f"{j}→{w[:10]}" for j, w in sorted(result.assignments.items())))
