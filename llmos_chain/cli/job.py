@@ -1,4 +1,4 @@
-"""`llmos job …`: the client's commands: post, status, accept, dispute, cancel, reclaim, fetch."""
+"""`llmos job …`: the client's commands: post, status, accept, dispute, cancel, reclaim, withdraw, fetch."""
 
 from __future__ import annotations
 
@@ -168,9 +168,11 @@ def _simple(action: str, method: str) -> Any:
     return command
 
 
-app.command("accept", help="Accept a submitted result (pays the worker's operator now) or a failure report (refunds you now).")(
+app.command("accept", help="Accept a submitted result (the worker's operator is credited the escrow) or a failure report (you are "
+                           "credited the escrow). Credits are paid out by `llmos job withdraw`.")(
     _simple("accept", "accept"))
-app.command("cancel", help="Cancel a job nobody was granted yet (open or assigned): the escrow is refunded, the worker released.")(
+app.command("cancel", help="Cancel a job nobody was granted yet (open or assigned): the escrow is credited to you (withdraw with "
+                           "`llmos job withdraw`), the worker released.")(
     _simple("cancel", "cancel"))
 app.command("drop", help="Client or dataset owner: send an assigned, ungranted job back to the market (that worker cannot retake it for a grant timeout).")(
     _simple("drop", "drop_assignment"))
@@ -180,6 +182,47 @@ app.command("finalize", help="Anyone: settle a result or failure report after it
     _simple("finalize", "finalize"))
 app.command("timeout-grant", help="Anyone: reopen an assigned job whose owner did not grant within the grant timeout.")(
     _simple("timeout-grant", "timeout_grant"))
+
+
+@app.command("withdraw")
+def withdraw(
+    token: str = typer.Option("eth", "--token", help="`eth` (default) or the ERC-20's address: which credit to pay out."),
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    dev_account: int = DEV_ACCOUNT,
+    json_out: bool = JSON,
+) -> None:
+    """Pay out your credit in the market: everything the market owes the acting account in one token.
+
+    The market never pays anyone during a job: a cancel, a refund, a settlement, a dispute's bond or a slash only
+    credits the account, and this command sends the credit to it (`JobMarket.withdraw`). Nothing to withdraw is an
+    error, checked before anything is sent."""
+    from web3 import Web3
+    from web3.logs import DISCARD
+
+    from llmos_chain.chain.contracts import call
+    from llmos_chain.chain.market import ZERO_ADDRESS
+
+    if token.lower() == "eth":
+        pay_in, token_name = ZERO_ADDRESS, "ETH"
+    elif Web3.is_address(token):
+        pay_in = token_name = Web3.to_checksum_address(token)
+    else:
+        raise ConfigError(f"--token must be `eth` or an ERC-20 address, got {token!r}")
+    client = acting(rpc, deployment, dev_account)
+    credit = int(call(client.suite.market.functions.credits(pay_in, client.address)))
+    if credit == 0:  # what the contract would revert with (JobNothingToWithdraw): said before a transaction is sent
+        raise ConfigError(f"nothing to withdraw: {client.address} has no credit in {token_name} in the market "
+                          "(JobNothingToWithdraw); credits come from settled, cancelled, refunded or failed jobs")
+    receipt = client.withdraw(pay_in)
+    events = client.suite.market.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
+    amount = int(events[0]["args"]["amount"]) if events else credit
+    if json_out:
+        emit_json({"account": client.address, "token": "eth" if pay_in == ZERO_ADDRESS else pay_in, "amount": str(amount),
+                   "tx": tx_hex(receipt), "gas": int(receipt["gasUsed"])})
+        return
+    unit = "wei" if pay_in == ZERO_ADDRESS else f"base units of {token_name}"
+    console.print(f"withdrew {amount:,} {unit} to {client.address} (tx {tx_hex(receipt)}, gas {int(receipt['gasUsed']):,})")
 
 
 @app.command("dispute")
@@ -194,7 +237,8 @@ def dispute(
     """Dispute a submitted result or failure report within the challenge window, paying the dispute bond.
 
     The arbiter decides by the dispute deadline; if it stays silent, the worker's claim stands and the bond goes to
-    its operator. Upheld: you are refunded, the worker slashed, the bond returned."""
+    its operator. Upheld: the escrow, the bond and the worker's slashed collateral are credited to
+    you (withdraw with `llmos job withdraw`)."""
     client = acting(rpc, deployment, dev_account)
     _done(json_out, job, "dispute", client.dispute(job, blake3.blake3(reason.encode()).digest()), client)
 

@@ -165,6 +165,9 @@ ROWS: list[Row] = [
     Row("finalize-open-job", "job finalize {open_job} {chain}", "JobInvalidState", chain=True),
     Row("timeout-grant-open-job", "job timeout-grant {open_job} {chain}", "JobInvalidState", chain=True),
     Row("dispute-open-job", "job dispute {open_job} --reason bad {chain} --dev-account 3", "JobInvalidState", chain=True),
+    Row("withdraw-nothing-to-withdraw", "job withdraw {chain} --dev-account 6", "nothing to withdraw", chain=True, sub=True),
+    Row("withdraw-token-not-an-address", "job withdraw --token nothex {chain} --dev-account 6", "--token", chain=True),
+    Row("withdraw-no-chain", "job withdraw", "needs a lasting chain"),
     Row("dispute-no-reason", "job dispute {sub_job} {chain} --dev-account 3", "--reason", chain=True),
     # ---- job fetch: --out is checked before anything is downloaded (before the fix: only after downloading and
     # decrypting, so here the error named another cause)

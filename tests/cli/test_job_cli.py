@@ -1,0 +1,72 @@
+"""`llmos job …` on anvil as a client runs it: withdraw pays out what cancel/accept only credit, status --watch
+follows a job to its end, and the hashes `recipe hash` / `model hash` print are the ones `job post` puts on chain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES
+from tests.cli.test_dataset_cli import llmos
+from tests.helpers import PRICE, World
+
+pytestmark = [pytest.mark.anvil, pytest.mark.skipif(not ANVIL_IN_NODE_MODULES.exists(), reason="needs anvil from `npm ci`")]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One anvil node with the suite deployed, a registered worker and dataset, and the deployment file."""
+    from llmos_chain.chain.connect import connect
+    from llmos_chain.chain.devchain import Anvil
+    from tests.helpers import deploy_world
+
+    tmp = tmp_path_factory.mktemp("job-cli")
+    with Anvil() as node:
+        world = deploy_world(connect(node.url))
+        world.register_worker()
+        world.register_dataset()
+        world.suite.deployment.save(tmp / "deployment.json")
+        yield {"world": world, "tmp": tmp, "args": ["--rpc", node.url, "--deployment", str(tmp / "deployment.json")]}
+
+
+def _gas_cost(world: World, tx: str) -> int:
+    receipt = world.w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
+    return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+
+
+def test_cancel_credits_and_withdraw_pays_out_eth(chain: dict[str, Any]) -> None:
+    world, tmp, args = chain["world"], chain["tmp"], chain["args"]
+    client = world.client.address
+    help_text = " ".join(llmos(tmp, "job", "cancel", "--help").stdout.split())
+    assert "credited" in help_text and "refunded" not in help_text and "llmos job withdraw" in help_text
+    job = world.post()
+    llmos(tmp, "job", "cancel", str(job), *args, "--dev-account", "3")
+    assert world.credits(client) == PRICE  # cancel only credits: nothing paid yet
+
+    before = world.balance(client)
+    out = json.loads(llmos(tmp, "job", "withdraw", *args, "--dev-account", "3", "--json").stdout)
+    assert out["amount"] == str(PRICE) and out["token"] == "eth" and out["account"] == client
+    assert world.balance(client) == before + PRICE - _gas_cost(world, out["tx"])
+    assert world.credits(client) == 0
+
+    again = llmos(tmp, "job", "withdraw", *args, "--dev-account", "3", check=False)
+    assert again.returncode == 1 and again.stderr.startswith("error: nothing to withdraw") and len(again.stderr.splitlines()) == 1
+
+
+def test_withdraw_pays_out_an_erc20_credit(chain: dict[str, Any]) -> None:
+    world, tmp, args = chain["world"], chain["tmp"], chain["args"]
+    token = world.fund_token()
+    job = world.post(token=token.address)
+    llmos(tmp, "job", "cancel", str(job), *args, "--dev-account", "3")
+    nothing_in_eth = llmos(tmp, "job", "withdraw", *args, "--dev-account", "3", check=False)
+    assert nothing_in_eth.returncode == 1 and "no credit in ETH" in nothing_in_eth.stderr
+    before = int(token.functions.balanceOf(world.client.address).call())
+    out = json.loads(llmos(tmp, "job", "withdraw", "--token", token.address.lower(), *args, "--dev-account", "3", "--json").stdout)
+    assert out["token"] == token.address and out["amount"] == str(PRICE)
+    assert int(token.functions.balanceOf(world.client.address).call()) == before + PRICE
+    text = llmos(tmp, "job", "withdraw", "--token", token.address, *args, "--dev-account", "3", check=False)
+    assert text.returncode == 1 and f"no credit in {token.address}" in text.stderr
