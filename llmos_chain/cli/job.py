@@ -30,6 +30,7 @@ from llmos_chain.cli.output import console, emit_json, table
 from llmos_chain.errors import ChainError, ConfigError, SealedDataError
 
 if TYPE_CHECKING:
+    from llmos_chain.chain.deploy import Suite
     from llmos_chain.chain.market import MarketClient
 
 app = typer.Typer(help="The client's side of a job: post it, follow it, accept or dispute the result, fetch the model.",
@@ -136,12 +137,26 @@ def post(
 
 
 @app.command("status")
-def status(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, json_out: bool = JSON) -> None:
-    """A job's state, terms and history, from the chain."""
+def status(
+    job: int = JOB,
+    watch: bool = typer.Option(False, "--watch", help="Print the state, then each change of state until the job ends (a terminal "
+                                                       "state); Ctrl-C stops (exit 130). With --json: one JSON object per line."),
+    interval: float = typer.Option(None, "--interval", min=0.1, max=3600,
+                                   help="With --watch: seconds between two looks at the chain (default 2)."),
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    json_out: bool = JSON,
+) -> None:
+    """A job's state, terms and history, from the chain; with --watch, its state as it changes."""
     from llmos_chain.audit import history_row, job_events
     from llmos_chain.chain.market import ZERO_ADDRESS, get_job
 
+    if interval is not None and not watch:
+        raise ConfigError("--interval only applies with --watch")
     _, _, suite = open_suite(rpc, deployment)
+    if watch:
+        _watch(suite, job, 2.0 if interval is None else interval, json_out)
+        return
     view = get_job(suite, job)
     history = [history_row(name, log, skip=("jobId",)) for name, log in job_events(suite, job)]
     info = {"job": job, "state": view.state.name.lower(), "state_since": view.since, "client": view.client,
@@ -158,6 +173,34 @@ def status(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, json_o
         ["needs", f"{view.gpu_count} GPU × {view.gpu_mem_gib} GiB"], ["escrow", f"{view.escrow:,} ({info['token']})"],
         ["deadline", deadline], ["run window", f"{view.run_time:,} s from the grant"]])
     table("History", ["block", "event", "tx"], [[h["block"], h["event"], h["tx"][:18] + "…"] for h in history])
+
+
+def _watch(suite: Suite, job: int, interval: float, json_out: bool) -> None:
+    """Print the job's state now, then each state it is seen in, until a terminal one. The chain is read every
+    `interval` seconds: two changes within one interval show as the later state."""
+    import time
+
+    from llmos_chain.chain.market import get_job
+
+    last = None
+    try:
+        while True:
+            block = int(suite.w3.eth.block_number)
+            view = get_job(suite, job)
+            if view.state != last:
+                last = view.state
+                state = view.state.name.lower()
+                if json_out:  # one object per line, flushed: a pipe reader sees each change as it happens
+                    print(json.dumps({"job": job, "state": state, "state_since": view.since, "block": block,
+                                      "terminal": view.state.terminal}), flush=True)
+                else:
+                    since = dt.datetime.fromtimestamp(view.since, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+                    console.print(f"job {job}: {state} (since {since}, seen at block {block:,})", soft_wrap=True)
+            if view.state.terminal:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None  # Ctrl-C is how a watch ends early: no error, no traceback
 
 
 def _simple(action: str, method: str) -> Any:

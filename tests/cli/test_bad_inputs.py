@@ -157,6 +157,8 @@ ROWS: list[Row] = [
     Row("status-unknown-job", "job status 999 {chain}", "JobNotFound", chain=True, sub=True),
     Row("status-job-not-a-number", "job status abc {chain}", "invalid value for 'job'", chain=True),
     Row("status-job-over-uint256", "job status " + UINT256_OVER + " {chain}", "invalid value for 'job'", chain=True),
+    Row("status-watch-interval-zero", "job status {open_job} --watch --interval 0 {chain}", "--interval", chain=True),
+    Row("status-interval-without-watch", "job status {open_job} --interval 1 {chain}", "only applies with --watch", chain=True),
     Row("accept-open-job", "job accept {open_job} {chain} --dev-account 3", "JobInvalidState", chain=True),
     Row("accept-unknown-job", "job accept 999 {chain} --dev-account 3", "JobNotFound", chain=True),
     Row("cancel-not-the-client", "job cancel {open_job} {chain} --dev-account 6", "JobNotClient", chain=True, sub=True),

@@ -4,6 +4,9 @@ follows a job to its end, and the hashes `recipe hash` / `model hash` print are 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ from typing import Any
 import pytest
 
 from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES
-from tests.cli.test_dataset_cli import llmos
+from tests.cli.test_dataset_cli import ENTRY, llmos
 from tests.helpers import PRICE, World
 
 pytestmark = [pytest.mark.anvil, pytest.mark.skipif(not ANVIL_IN_NODE_MODULES.exists(), reason="needs anvil from `npm ci`")]
@@ -70,3 +73,47 @@ def test_withdraw_pays_out_an_erc20_credit(chain: dict[str, Any]) -> None:
     assert int(token.functions.balanceOf(world.client.address).call()) == before + PRICE
     text = llmos(tmp, "job", "withdraw", "--token", token.address, *args, "--dev-account", "3", check=False)
     assert text.returncode == 1 and f"no credit in {token.address}" in text.stderr
+
+
+def _watch(chain: dict[str, Any], job: int, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*ENTRY, "job", "status", str(job), "--watch", "--interval", "0.2", *chain["args"], *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "60"})
+
+
+def test_status_watch_prints_each_state_until_the_end(chain: dict[str, Any]) -> None:
+    world = chain["world"]
+    job = world.post()
+    proc = _watch(chain, job, "--json")
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())  # one compact object per line
+        assert first["job"] == job and first["state"] == "open" and first["terminal"] is False
+        world.assign(job)
+        assert json.loads(proc.stdout.readline())["state"] == "assigned"
+        world.act(world.client).cancel(job)
+        last = json.loads(proc.stdout.readline())
+        assert last["state"] == "cancelled" and last["terminal"] is True and last["block"] >= first["block"]
+        assert proc.wait(timeout=30) == 0 and proc.stdout.read() == ""
+    finally:
+        proc.kill()
+    # a job already over: its state, once, and done
+    ended = llmos(chain["tmp"], "job", "status", str(job), "--watch", *chain["args"])
+    assert ended.stdout.count(f"job {job}: cancelled") == 1 and len(ended.stdout.splitlines()) == 1
+
+
+def test_status_watch_ends_cleanly_on_ctrl_c(chain: dict[str, Any]) -> None:
+    job = chain["world"].post()
+    proc = _watch(chain, job)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(f"job {job}: open")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
+
+
+def test_interval_without_watch_is_refused(chain: dict[str, Any]) -> None:
+    proc = llmos(chain["tmp"], "job", "status", "1", "--interval", "1", *chain["args"], check=False)
+    assert proc.returncode == 1 and "--interval only applies with --watch" in proc.stderr
