@@ -231,6 +231,15 @@ ROWS: list[Row] = [
     Row("drop-other-dataset", "dataset drop 5 --job {open_job} {chain} --dev-account 2", "not 5", chain=True),
     Row("drop-open-job-as-owner", "dataset drop {dataset} --job {open_job} {chain} --dev-account 2", "JobInvalidState", chain=True),
     Row("drop-unknown-job", "dataset drop {dataset} --job 999 {chain} --dev-account 2", "JobNotFound", chain=True),
+    # ---- recipe hash / model hash
+    Row("recipe-hash-missing", "recipe hash {sb}/nope.json", "not found"),
+    Row("recipe-hash-not-json", "recipe hash {sb}/d.jsonl", "invalid recipe", sub=True),
+    Row("recipe-hash-directory", "recipe hash {sb}/results", "is a directory"),
+    Row("model-hash-not-json", "model hash notjson", "invalid base model SPEC", sub=True),
+    Row("model-hash-unknown-kind", "model hash '{{\"kind\": \"nope\"}}'", "kind"),
+    Row("model-hash-unknown-config", "model hash '{{\"kind\": \"config\", \"name\": \"huge\"}}'", "unknown model config"),
+    Row("model-hash-local-missing", "model hash '{{\"kind\": \"local\", \"path\": \"{sb}/nomodel\"}}'", "not found"),
+    Row("model-hash-seed-negative", "model hash '{{\"kind\": \"config\", \"name\": \"tiny-bert\"}}' --seed -1", "--seed"),
     # ---- keys
     Row("keys-generate-existing", "keys generate client", "never overwrites"),
     Row("keys-generate-bad-name", "keys generate a/b", "invalid key name"),

@@ -117,3 +117,29 @@ def test_status_watch_ends_cleanly_on_ctrl_c(chain: dict[str, Any]) -> None:
 def test_interval_without_watch_is_refused(chain: dict[str, Any]) -> None:
     proc = llmos(chain["tmp"], "job", "status", "1", "--interval", "1", *chain["args"], check=False)
     assert proc.returncode == 1 and "--interval only applies with --watch" in proc.stderr
+
+
+def test_recipe_and_model_hash_are_what_job_post_puts_on_chain(chain: dict[str, Any]) -> None:
+    """A wallet user posting with cast computes the two hashes with these commands: they must be the posted ones."""
+    from llmos_chain.chain.market import get_job
+
+    world, tmp, args = chain["world"], chain["tmp"], chain["args"]
+    recipe = Path(__file__).resolve().parents[2] / "examples" / "recipe-intents-lora.json"
+    llmos(tmp, "keys", "generate", "client")
+    posted = json.loads(llmos(tmp, "job", "post", "--dataset", str(world.dataset_id), "--recipe", str(recipe), "--client-key", "client",
+                              "--amount", "1000", *args, "--dev-account", "3", "--json").stdout)
+    on_chain = get_job(world.suite, posted["job"])
+
+    recipe_hash = llmos(tmp, "recipe", "hash", str(recipe)).stdout.strip()
+    described = json.loads(llmos(tmp, "recipe", "hash", str(recipe), "--json").stdout)
+    assert recipe_hash == described["recipe_hash"] == "0x" + on_chain.recipe_hash.hex()
+    spec = json.dumps(described["base_model"])
+    model_hash = llmos(tmp, "model", "hash", spec, "--seed", str(described["seed"])).stdout.strip()
+    assert model_hash == json.loads(llmos(tmp, "model", "hash", spec, "--json").stdout)["base_model_hash"]
+    assert model_hash == "0x" + on_chain.base_model_hash.hex()
+
+
+def test_a_random_init_models_hash_depends_on_the_seed(tmp_path: Path) -> None:
+    spec = '{"kind": "config", "name": "tiny-gpt2"}'
+    seeds = {llmos(tmp_path, "model", "hash", spec, "--seed", str(seed)).stdout.strip() for seed in (0, 1)}
+    assert len(seeds) == 2 and all(len(bytes.fromhex(h[2:])) == 32 for h in seeds)
