@@ -163,7 +163,9 @@ def status(
             "worker": None if view.worker == ZERO_ADDRESS else view.worker, "dataset": view.dataset_id, "gpus": view.gpu_count,
             "gpu_mem_gib": view.gpu_mem_gib, "escrow": str(view.escrow), "token": "ETH" if view.token == ZERO_ADDRESS else view.token,
             "deadline": view.deadline, "run_time": view.run_time, "due_at": view.due_at, "latest_start": view.terms.latest_start,
-            "challenge_window": view.challenge_window, "client_key_id": view.client_key_id, "history": history}
+            "challenge_window": view.challenge_window, "client_key_id": view.client_key_id,
+            # what every later call passes back, in cast's tuple syntax (IJobMarket.JobTerms order)
+            "terms": "(" + ",".join(str(v) for v in view.terms.as_tuple()) + ")", "history": history}
     if json_out:
         emit_json(info)
         return

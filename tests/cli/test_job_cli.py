@@ -137,6 +137,11 @@ def test_recipe_and_model_hash_are_what_job_post_puts_on_chain(chain: dict[str, 
     model_hash = llmos(tmp, "model", "hash", spec, "--seed", str(described["seed"])).stdout.strip()
     assert model_hash == json.loads(llmos(tmp, "model", "hash", spec, "--json").stdout)["base_model_hash"]
     assert model_hash == "0x" + on_chain.base_model_hash.hex()
+    # and the terms a wallet passes back to accept or cancel, as `job status --json` gives them for cast
+    terms = json.loads(llmos(tmp, "job", "status", str(posted["job"]), *args, "--json").stdout)["terms"]
+    fields = terms.strip("()").split(",")
+    assert len(fields) == 11 and fields[0] == world.client.address and int(fields[3]) == 1000
+    assert tuple(int(v) if not v.startswith("0x") else v for v in fields) == on_chain.terms.as_tuple()
 
 
 def test_a_random_init_models_hash_depends_on_the_seed(tmp_path: Path) -> None:
