@@ -26,7 +26,7 @@ from llmos_chain.cli.common import (
     open_suite,
     tx_hex,
 )
-from llmos_chain.cli.output import console, emit_json, table
+from llmos_chain.cli.output import console, emit_json, emit_line, table
 from llmos_chain.errors import ChainError, ConfigError, SealedDataError
 
 if TYPE_CHECKING:
@@ -193,8 +193,7 @@ def _watch(suite: Suite, job: int, interval: float, json_out: bool) -> None:
                 last = view.state
                 state = view.state.name.lower()
                 if json_out:  # one object per line, flushed: a pipe reader sees each change as it happens
-                    print(json.dumps({"job": job, "state": state, "state_since": view.since, "block": block,
-                                      "terminal": view.state.terminal}), flush=True)
+                    emit_line({"job": job, "state": state, "state_since": view.since, "block": block, "terminal": view.state.terminal})
                 else:
                     since = dt.datetime.fromtimestamp(view.since, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
                     console.print(f"job {job}: {state} (since {since}, seen at block {block:,})", soft_wrap=True)
