@@ -73,19 +73,32 @@ class AuditReport:
         self.checks.append(Check(name, bool(ok), detail))
 
     def to_json(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "state": self.state, "verdict": "pass" if self.passed else "fail",
+        return {"job": self.job_id, "state": self.state, "verdict": "pass" if self.passed else "fail",
                 "checks": [asdict(c) for c in self.checks], "history": self.history}
 
 
+#: Event arguments that are amounts of wei or token base units: JSON gives them as decimal strings (the CLI's
+#: vocabulary; a uint256 does not fit a JSON reader's double).
+AMOUNT_ARGS = frozenset({"amount", "refund", "bond", "slashed", "stake"})
+#: The ids under the CLI's names (`job`, `dataset`), not the events' (`jobId`, `datasetId`).
+RENAMED_ARGS = {"jobId": "job", "datasetId": "dataset"}
+
+
 def history_row(name: str, log: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """One event as a JSON-ready row: name, block, tx and its arguments (bytes as hex)."""
+    """One event as a JSON-ready row: name, block, tx and its arguments (bytes as hex, amounts as decimal strings)."""
     return {"event": name, "block": log["blockNumber"], "tx": "0x" + bytes(log["transactionHash"]).hex(),
-            **{k: _jsonable(v) for k, v in dict(log["args"]).items() if k not in skip}}
+            **{RENAMED_ARGS.get(k, k): _jsonable(v, k) for k, v in dict(log["args"]).items() if k not in skip}}
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, key: str = "") -> Any:
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
+    if isinstance(value, int) and not isinstance(value, bool) and key in AMOUNT_ARGS:
+        return str(value)
+    if hasattr(value, "keys"):  # a struct argument (JobPosted's terms)
+        return {RENAMED_ARGS.get(k, k): _jsonable(v, k) for k, v in dict(value).items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
     return value
 
 

@@ -89,7 +89,7 @@ def test_client_owner_agent_and_coordinator_in_separate_processes(roles: Roles, 
     sealed = tmp_path / "intents.sealed"
     manifest = roles.cli("owner-ks", "dataset", "seal", str(sample_dataset()), str(sealed), "--chunk-size", "4096", "--json")
     dataset = roles.cli("owner-ks", "dataset", "register", str(sealed), "--uri", sealed.as_uri(), "--dev-account", "2", "--json")
-    dataset_id = int(dataset["dataset_id"])
+    dataset_id = int(dataset["dataset"])
 
     # the provider: an HPKE key for its worker, the coordinator config, registration, the daemon with its API
     roles.cli("provider-ks", "keys", "generate", "worker")

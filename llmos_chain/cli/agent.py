@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from llmos_chain.cli.common import DEPLOYMENT, RPC, open_suite
-from llmos_chain.cli.output import console
+from llmos_chain.cli.output import console, emit_json, emit_line
 from llmos_chain.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ def run(
     rpc: str = RPC,
     deployment: Path = DEPLOYMENT,
     once: bool = typer.Option(False, "--once", help="Do one pass and exit."),
+    json_out: bool = typer.Option(False, "--json", help="With --once: the pass's decisions as one JSON object. Running: one JSON "
+                                                        "line when it starts and one when it stops (the log goes to stderr)."),
 ) -> None:
     """Follow the chain; grant the data key to workers assigned to your datasets (per policy); accept results that audit."""
     from llmos_chain.agent import AcceptPolicy, Agent, GrantPolicy
@@ -72,10 +74,20 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if once:
         report = agent.step()
+        if json_out:  # job ids per decision
+            emit_json({"granted": report.granted, "refused": report.refused, "accepted": report.accepted,
+                       "disputed": report.disputed, "audit_failed": report.audit_failed})
+            return
         console.print(f"granted {report.granted}, refused {report.refused}, accepted {report.accepted}, "
                       f"disputed {report.disputed}, audit failed {report.audit_failed}")
         return
-    roles = " and ".join(r for r, on in (("granting", grants), ("accepting", accepts)) if on)
-    console.print(f"agent {roles}; Ctrl-C stops")
+    roles = [r for r, on in (("granting", grants), ("accepting", accepts)) if on]
+    if json_out:
+        emit_line({"event": "started", "roles": roles, "state": str(cfg.state.resolve())})
+    else:
+        console.print(f"agent {' and '.join(roles)}; Ctrl-C stops")
     agent.run_forever(cfg.poll_interval_s)  # SIGTERM / Ctrl-C end it between two steps
-    console.print("stopped: decisions and pending transactions are kept in the state file")
+    if json_out:
+        emit_line({"event": "stopped"})
+    else:
+        console.print("stopped: decisions and pending transactions are kept in the state file")

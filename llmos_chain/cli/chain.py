@@ -67,7 +67,7 @@ def deploy(
     deployment = deploy_suite(Sender(conn.w3, account), params)
     deployment.save(out)
     if json_out:
-        emit_json({"deployment": str(out), "chain_id": deployment.chain_id, "start_block": deployment.start_block,
+        emit_json({"deployment": str(out.resolve()), "chain_id": deployment.chain_id, "start_block": deployment.start_block,
                    "contracts": {k: v.address for k, v in deployment.contracts.items()}})
         return
     table(f"Deployed to chain {deployment.chain_id} from block {deployment.start_block}", ["contract", "address"],

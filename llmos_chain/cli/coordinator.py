@@ -10,12 +10,14 @@ from pathlib import Path
 
 import typer
 
-from llmos_chain.cli.common import DEPLOYMENT, DEV_ACCOUNT, RPC, open_suite
-from llmos_chain.cli.output import console
+from llmos_chain.cli.common import DEPLOYMENT, DEV_ACCOUNT, RPC, open_suite, tx_hex
+from llmos_chain.cli.output import console, emit_json, emit_line
 from llmos_chain.errors import ConfigError
 
 app = typer.Typer(help="The provider's coordinator daemon (allocates, runs and submits jobs) and its API.", no_args_is_help=True)
 CONFIG = typer.Option(Path("coordinator.json"), "--config", help="Coordinator config file (JSON): workers, paths, solver, API.")
+DAEMON_JSON = typer.Option(False, "--json", help="With --once: the pass as one JSON object. Running: one JSON line when it starts "
+                                                 "and one when it stops (the log goes to stderr).")
 
 
 def _load_config(config_path: Path):  # noqa: ANN202
@@ -125,6 +127,7 @@ def run(
     dev_account: int = DEV_ACCOUNT,
     api: bool = typer.Option(True, "--api/--no-api", help="Serve the read-only API beside the daemon."),
     once: bool = typer.Option(False, "--once", help="Do one pass and exit (for cron jobs and checks)."),
+    json_out: bool = DAEMON_JSON,
 ) -> None:
     """Run the daemon in the foreground: follow the chain, allocate open jobs, run granted ones, submit results.
 
@@ -136,26 +139,50 @@ def run(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         if once:
             report = coordinator.step()
+            if json_out:  # job ids per step
+                emit_json({"events": report.new_events, "assigned": report.assigned, "started": report.started,
+                           "finished": report.finished, "solve_s": report.solve_s})
+                return
             console.print(f"events {report.new_events}, assigned {report.assigned}, started {report.started}, finished {report.finished}")
             return
+        api_url = f"http://{cfg.api_host}:{cfg.api_port}" if sock is not None else None
         if sock is not None:
             _serve(coordinator, cfg, sock)
-            console.print(f"API on http://{cfg.api_host}:{cfg.api_port} (docs at /docs)")
-        console.print(f"coordinating {len(coordinator.workers)} worker(s); Ctrl-C stops")
+        if json_out:
+            emit_line({"event": "started", "api": api_url, "workers": list(coordinator.workers),
+                       "state": str(cfg.state.resolve())})
+        else:
+            if api_url:
+                console.print(f"API on {api_url} (docs at /docs)")
+            console.print(f"coordinating {len(coordinator.workers)} worker(s); Ctrl-C stops")
         coordinator.run_forever(cfg.poll_interval_s)  # SIGTERM / Ctrl-C end it between two steps
-        console.print("stopped: running jobs keep their state; the next start adopts finished results and live runs")
+        if json_out:
+            emit_line({"event": "stopped"})
+        else:
+            console.print("stopped: running jobs keep their state; the next start adopts finished results and live runs")
     finally:
         if sock is not None:
             sock.close()
 
 
 @app.command("serve")
-def serve(rpc: str = RPC, deployment: Path = DEPLOYMENT, config: Path = CONFIG, dev_account: int = DEV_ACCOUNT) -> None:
+def serve(
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    config: Path = CONFIG,
+    dev_account: int = DEV_ACCOUNT,
+    json_out: bool = typer.Option(False, "--json", help="One JSON line with the API's URL once it is about to serve."),
+) -> None:
     """Serve only the read-only API over the coordinator's state (its port is taken first, before anything else)."""
     cfg = _load_config(config)
     sock = _bind_api(cfg, config)
     try:
         coordinator = _build(rpc, deployment, cfg, config, dev_account)
+        url = f"http://{cfg.api_host}:{cfg.api_port}"
+        if json_out:
+            emit_line({"event": "serving", "api": url})
+        else:
+            console.print(f"API on {url} (docs at /docs); Ctrl-C stops")
         _server(coordinator, cfg).run(sockets=[sock])
     finally:
         sock.close()
@@ -168,6 +195,7 @@ def register(
     config: Path = CONFIG,
     dev_account: int = DEV_ACCOUNT,
     stake: str = typer.Option("1", "--stake-eth", help="Stake per worker, in ETH (locked as collateral while it holds jobs)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object for scripts: each worker, registered now or before."),
 ) -> None:
     """Register the config's workers on chain (GPUs, memory, price, their HPKE public keys); skips registered ones."""
     from decimal import Decimal, InvalidOperation
@@ -187,12 +215,20 @@ def register(
     suite, operator, _, keystore_dir = _prepare(rpc, deployment, cfg, config, dev_account)  # registering needs no state file
     client = MarketClient(suite, Sender(suite.w3, operator))
     keystore = Keystore(keystore_dir)
+    results = []
     for entry in cfg.workers:
         if int(call(suite.workers.functions.idOf(entry.address))) != 0:
-            console.print(f"{entry.address}: already registered")
+            results.append({"worker": entry.address, "registered": False, "reason": "already registered"})
+            if not json_out:
+                console.print(f"{entry.address}: already registered")
             continue
         key = keystore.load_encryption_key(entry.enc_key)
         params = WorkerParams(entry.address, entry.worker_class.upper(), entry.gpus, entry.mem_gib, entry.price_per_gpu_hour_wei,
                               key.public_bytes(), key.kind)
         receipt = client.register_worker(entry.address, params, stake_wei)
-        console.print(f"{entry.address}: registered with {stake} ETH stake (gas {int(receipt['gasUsed']):,})")
+        results.append({"worker": entry.address, "registered": True, "stake": str(stake_wei), "tx": tx_hex(receipt),
+                        "gas": int(receipt["gasUsed"])})
+        if not json_out:
+            console.print(f"{entry.address}: registered with {stake} ETH stake (gas {int(receipt['gasUsed']):,})")
+    if json_out:
+        emit_json({"operator": operator.address, "workers": results})

@@ -242,8 +242,8 @@ def register(
     stream.verify_cipher_hash(sealed, manifest.cipher_bytes())
     owner = acting(rpc, deployment, dev_account)
     dataset_id, receipt = register_dataset(owner, manifest, uri)
-    result = {"dataset_id": dataset_id, "owner": owner.address, "tx": tx_hex(receipt),
-              "gas": receipt["gasUsed"], "content_root": manifest.content_root, "cipher_hash": manifest.cipher_hash}
+    result = {"dataset": dataset_id, "owner": owner.address, "tx": tx_hex(receipt),
+              "gas": int(receipt["gasUsed"]), "content_root": manifest.content_root, "cipher_hash": manifest.cipher_hash}
     if json_out:
         emit_json(result)
     else:
@@ -269,8 +269,8 @@ def grant(
 
     owner = acting(rpc, deployment, dev_account)
     plan, receipt = grant_access(owner, keystore(keystore_dir), dataset_id, job, key_id)
-    result = {"dataset_id": dataset_id, "job_id": job, "worker": plan.worker, "key_kind": plan.key_kind.value,
-              "tx": tx_hex(receipt), "gas": receipt["gasUsed"]}
+    result = {"dataset": dataset_id, "job": job, "worker": plan.worker, "key_kind": plan.key_kind.value,
+              "tx": tx_hex(receipt), "gas": int(receipt["gasUsed"])}
     if json_out:
         emit_json(result)
     else:
@@ -296,7 +296,7 @@ def drop(
         raise ConfigError(f"job {job} is for dataset {view.dataset_id}, not {dataset_id}")
     worker = view.worker
     receipt = owner.drop_assignment(job, view.terms)
-    result = {"dataset_id": dataset_id, "job_id": job, "worker": worker, "tx": tx_hex(receipt)}
+    result = {"dataset": dataset_id, "job": job, "worker": worker, "tx": tx_hex(receipt), "gas": int(receipt["gasUsed"])}
     if json_out:
         emit_json(result)
     else:

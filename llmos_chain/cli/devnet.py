@@ -67,7 +67,7 @@ def devnet(
             for account in accounts:
                 sender.transact(suite.token.functions.mint(account.address, TOKENS_PER_ACCOUNT))
             suite.deployment.save(out)
-        info = {"rpc": node.url, "chain_id": conn.chain_id, "deployment": str(out), "resumed": resumed,
+        info = {"rpc": node.url, "chain_id": conn.chain_id, "deployment": str(out.resolve()), "resumed": resumed,
                 "contracts": {k: v.address for k, v in suite.deployment.contracts.items()},
                 "accounts": [{"index": i, "address": a.address, "role": ROLES[i]} for i, a in enumerate(accounts)]}
         if json_out:

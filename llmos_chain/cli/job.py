@@ -1,4 +1,4 @@
-"""`llmos job …`: the client's commands: post, status, accept, dispute, cancel, reclaim, fetch."""
+"""`llmos job …`: the client's commands: post, status, accept, dispute, cancel, reclaim, withdraw, fetch."""
 
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ from llmos_chain.cli.common import (
     open_suite,
     tx_hex,
 )
-from llmos_chain.cli.output import console, emit_json, table
+from llmos_chain.cli.output import console, emit_json, emit_line, table
 from llmos_chain.errors import ChainError, ConfigError, SealedDataError
 
 if TYPE_CHECKING:
+    from llmos_chain.chain.deploy import Suite
     from llmos_chain.chain.market import MarketClient
 
 app = typer.Typer(help="The client's side of a job: post it, follow it, accept or dispute the result, fetch the model.",
@@ -136,19 +137,35 @@ def post(
 
 
 @app.command("status")
-def status(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, json_out: bool = JSON) -> None:
-    """A job's state, terms and history, from the chain."""
+def status(
+    job: int = JOB,
+    watch: bool = typer.Option(False, "--watch", help="Print the state, then each change of state until the job ends (a terminal "
+                                                       "state); Ctrl-C stops (exit 130). With --json: one JSON object per line."),
+    interval: float = typer.Option(None, "--interval", min=0.1, max=3600,
+                                   help="With --watch: seconds between two looks at the chain (default 2)."),
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    json_out: bool = JSON,
+) -> None:
+    """A job's state, terms and history, from the chain; with --watch, its state as it changes."""
     from llmos_chain.audit import history_row, job_events
     from llmos_chain.chain.market import ZERO_ADDRESS, get_job
 
+    if interval is not None and not watch:
+        raise ConfigError("--interval only applies with --watch")
     _, _, suite = open_suite(rpc, deployment)
+    if watch:
+        _watch(suite, job, 2.0 if interval is None else interval, json_out)
+        return
     view = get_job(suite, job)
     history = [history_row(name, log, skip=("jobId",)) for name, log in job_events(suite, job)]
     info = {"job": job, "state": view.state.name.lower(), "state_since": view.since, "client": view.client,
             "worker": None if view.worker == ZERO_ADDRESS else view.worker, "dataset": view.dataset_id, "gpus": view.gpu_count,
             "gpu_mem_gib": view.gpu_mem_gib, "escrow": str(view.escrow), "token": "ETH" if view.token == ZERO_ADDRESS else view.token,
             "deadline": view.deadline, "run_time": view.run_time, "due_at": view.due_at, "latest_start": view.terms.latest_start,
-            "challenge_window": view.challenge_window, "client_key_id": view.client_key_id, "history": history}
+            "challenge_window": view.challenge_window, "client_key_id": view.client_key_id,
+            # what every later call passes back, in cast's tuple syntax (IJobMarket.JobTerms order)
+            "terms": "(" + ",".join(str(v) for v in view.terms.as_tuple()) + ")", "history": history}
     if json_out:
         emit_json(info)
         return
@@ -160,6 +177,33 @@ def status(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, json_o
     table("History", ["block", "event", "tx"], [[h["block"], h["event"], h["tx"][:18] + "…"] for h in history])
 
 
+def _watch(suite: Suite, job: int, interval: float, json_out: bool) -> None:
+    """Print the job's state now, then each state it is seen in, until a terminal one. The chain is read every
+    `interval` seconds: two changes within one interval show as the later state."""
+    import time
+
+    from llmos_chain.chain.market import get_job
+
+    last = None
+    try:
+        while True:
+            block = int(suite.w3.eth.block_number)
+            view = get_job(suite, job)
+            if view.state != last:
+                last = view.state
+                state = view.state.name.lower()
+                if json_out:  # one object per line, flushed: a pipe reader sees each change as it happens
+                    emit_line({"job": job, "state": state, "state_since": view.since, "block": block, "terminal": view.state.terminal})
+                else:
+                    since = dt.datetime.fromtimestamp(view.since, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+                    console.print(f"job {job}: {state} (since {since}, seen at block {block:,})", soft_wrap=True)
+            if view.state.terminal:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None  # Ctrl-C is how a watch ends early: no error, no traceback
+
+
 def _simple(action: str, method: str) -> Any:
     def command(job: int = JOB, rpc: str = RPC, deployment: Path = DEPLOYMENT, dev_account: int = DEV_ACCOUNT,
                 json_out: bool = JSON) -> None:
@@ -168,9 +212,11 @@ def _simple(action: str, method: str) -> Any:
     return command
 
 
-app.command("accept", help="Accept a submitted result (pays the worker's operator now) or a failure report (refunds you now).")(
+app.command("accept", help="Accept a submitted result (the worker's operator is credited the escrow) or a failure report (you are "
+                           "credited the escrow). Credits are paid out by `llmos job withdraw`.")(
     _simple("accept", "accept"))
-app.command("cancel", help="Cancel a job nobody was granted yet (open or assigned): the escrow is refunded, the worker released.")(
+app.command("cancel", help="Cancel a job nobody was granted yet (open or assigned): the escrow is credited to you (withdraw with "
+                           "`llmos job withdraw`), the worker released.")(
     _simple("cancel", "cancel"))
 app.command("drop", help="Client or dataset owner: send an assigned, ungranted job back to the market (that worker cannot retake it for a grant timeout).")(
     _simple("drop", "drop_assignment"))
@@ -180,6 +226,47 @@ app.command("finalize", help="Anyone: settle a result or failure report after it
     _simple("finalize", "finalize"))
 app.command("timeout-grant", help="Anyone: reopen an assigned job whose owner did not grant within the grant timeout.")(
     _simple("timeout-grant", "timeout_grant"))
+
+
+@app.command("withdraw")
+def withdraw(
+    token: str = typer.Option("eth", "--token", help="`eth` (default) or the ERC-20's address: which credit to pay out."),
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    dev_account: int = DEV_ACCOUNT,
+    json_out: bool = JSON,
+) -> None:
+    """Pay out your credit in the market: everything the market owes the acting account in one token.
+
+    The market never pays anyone during a job: a cancel, a refund, a settlement, a dispute's bond or a slash only
+    credits the account, and this command sends the credit to it (`JobMarket.withdraw`). Nothing to withdraw is an
+    error, checked before anything is sent."""
+    from web3 import Web3
+    from web3.logs import DISCARD
+
+    from llmos_chain.chain.contracts import call
+    from llmos_chain.chain.market import ZERO_ADDRESS
+
+    if token.lower() == "eth":
+        pay_in, token_name = ZERO_ADDRESS, "ETH"
+    elif Web3.is_address(token):
+        pay_in = token_name = Web3.to_checksum_address(token)
+    else:
+        raise ConfigError(f"--token must be `eth` or an ERC-20 address, got {token!r}")
+    client = acting(rpc, deployment, dev_account)
+    credit = int(call(client.suite.market.functions.credits(pay_in, client.address)))
+    if credit == 0:  # what the contract would revert with (JobNothingToWithdraw): said before a transaction is sent
+        raise ConfigError(f"nothing to withdraw: {client.address} has no credit in {token_name} in the market "
+                          "(JobNothingToWithdraw); credits come from settled, cancelled, refunded or failed jobs")
+    receipt = client.withdraw(pay_in)
+    events = client.suite.market.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
+    amount = int(events[0]["args"]["amount"]) if events else credit
+    if json_out:
+        emit_json({"account": client.address, "token": "eth" if pay_in == ZERO_ADDRESS else pay_in, "amount": str(amount),
+                   "tx": tx_hex(receipt), "gas": int(receipt["gasUsed"])})
+        return
+    unit = "wei" if pay_in == ZERO_ADDRESS else f"base units of {token_name}"
+    console.print(f"withdrew {amount:,} {unit} to {client.address} (tx {tx_hex(receipt)}, gas {int(receipt['gasUsed']):,})")
 
 
 @app.command("dispute")
@@ -194,7 +281,8 @@ def dispute(
     """Dispute a submitted result or failure report within the challenge window, paying the dispute bond.
 
     The arbiter decides by the dispute deadline; if it stays silent, the worker's claim stands and the bond goes to
-    its operator. Upheld: you are refunded, the worker slashed, the bond returned."""
+    its operator. Upheld: the escrow, the bond and the worker's slashed collateral are credited to
+    you (withdraw with `llmos job withdraw`)."""
     client = acting(rpc, deployment, dev_account)
     _done(json_out, job, "dispute", client.dispute(job, blake3.blake3(reason.encode()).digest()), client)
 

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from llmos_chain import __version__
-from llmos_chain.cli import agent, audit, bench, chain, coordinator, dataset, demo, devnet, job, keys
+from llmos_chain.cli import agent, audit, bench, chain, coordinator, dataset, demo, devnet, hashes, job, keys
 from llmos_chain.cli.output import error
 from llmos_chain.errors import LlmosError
 
@@ -28,6 +28,8 @@ app.add_typer(coordinator.app, name="coordinator")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(keys.app, name="keys")
 app.add_typer(bench.app, name="bench")
+app.add_typer(hashes.recipe_app, name="recipe")
+app.add_typer(hashes.model_app, name="model")
 
 
 def _version(value: bool) -> None:

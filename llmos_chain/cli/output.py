@@ -10,12 +10,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
+#: soft_wrap: a printed line is never broken into several (rich breaks at the terminal's width, or at 80 columns
+#: when stdout is a pipe or a file), so an `export …` line, an address or a tx hash stays whole when pasted or parsed.
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
+
+
+def emit_line(data: Any) -> None:
+    """One compact JSON object on one line, flushed: for streams (a watch, a daemon's start and stop) read line by line."""
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -25,7 +33,12 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
         t.add_column(column, justify="right" if is_number else "left")
     for row in rows:
         t.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in row])
-    console.print(t)
+    if console.is_terminal:
+        console.print(t)
+        return
+    # Not a terminal: as wide as the table needs, so no cell (an address, a hash) is folded over two lines.
+    needed = console.measure(t, options=console.options.update_width(1 << 16)).maximum
+    Console(width=max(console.width, needed), soft_wrap=True).print(t)  # print(width=) is capped at the console's width
 
 
 def one_line(message: str) -> str:

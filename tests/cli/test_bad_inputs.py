@@ -157,6 +157,8 @@ ROWS: list[Row] = [
     Row("status-unknown-job", "job status 999 {chain}", "JobNotFound", chain=True, sub=True),
     Row("status-job-not-a-number", "job status abc {chain}", "invalid value for 'job'", chain=True),
     Row("status-job-over-uint256", "job status " + UINT256_OVER + " {chain}", "invalid value for 'job'", chain=True),
+    Row("status-watch-interval-zero", "job status {open_job} --watch --interval 0 {chain}", "--interval", chain=True),
+    Row("status-interval-without-watch", "job status {open_job} --interval 1 {chain}", "only applies with --watch", chain=True),
     Row("accept-open-job", "job accept {open_job} {chain} --dev-account 3", "JobInvalidState", chain=True),
     Row("accept-unknown-job", "job accept 999 {chain} --dev-account 3", "JobNotFound", chain=True),
     Row("cancel-not-the-client", "job cancel {open_job} {chain} --dev-account 6", "JobNotClient", chain=True, sub=True),
@@ -165,6 +167,9 @@ ROWS: list[Row] = [
     Row("finalize-open-job", "job finalize {open_job} {chain}", "JobInvalidState", chain=True),
     Row("timeout-grant-open-job", "job timeout-grant {open_job} {chain}", "JobInvalidState", chain=True),
     Row("dispute-open-job", "job dispute {open_job} --reason bad {chain} --dev-account 3", "JobInvalidState", chain=True),
+    Row("withdraw-nothing-to-withdraw", "job withdraw {chain} --dev-account 6", "nothing to withdraw", chain=True, sub=True),
+    Row("withdraw-token-not-an-address", "job withdraw --token nothex {chain} --dev-account 6", "--token", chain=True),
+    Row("withdraw-no-chain", "job withdraw", "needs a lasting chain"),
     Row("dispute-no-reason", "job dispute {sub_job} {chain} --dev-account 3", "--reason", chain=True),
     # ---- job fetch: --out is checked before anything is downloaded (before the fix: only after downloading and
     # decrypting, so here the error named another cause)
@@ -226,6 +231,15 @@ ROWS: list[Row] = [
     Row("drop-other-dataset", "dataset drop 5 --job {open_job} {chain} --dev-account 2", "not 5", chain=True),
     Row("drop-open-job-as-owner", "dataset drop {dataset} --job {open_job} {chain} --dev-account 2", "JobInvalidState", chain=True),
     Row("drop-unknown-job", "dataset drop {dataset} --job 999 {chain} --dev-account 2", "JobNotFound", chain=True),
+    # ---- recipe hash / model hash
+    Row("recipe-hash-missing", "recipe hash {sb}/nope.json", "not found"),
+    Row("recipe-hash-not-json", "recipe hash {sb}/d.jsonl", "invalid recipe", sub=True),
+    Row("recipe-hash-directory", "recipe hash {sb}/results", "is a directory"),
+    Row("model-hash-not-json", "model hash notjson", "invalid base model SPEC", sub=True),
+    Row("model-hash-unknown-kind", "model hash '{{\"kind\": \"nope\"}}'", "kind"),
+    Row("model-hash-unknown-config", "model hash '{{\"kind\": \"config\", \"name\": \"huge\"}}'", "unknown model config"),
+    Row("model-hash-local-missing", "model hash '{{\"kind\": \"local\", \"path\": \"{sb}/nomodel\"}}'", "not found"),
+    Row("model-hash-seed-negative", "model hash '{{\"kind\": \"config\", \"name\": \"tiny-bert\"}}' --seed -1", "--seed"),
     # ---- keys
     Row("keys-generate-existing", "keys generate client", "never overwrites"),
     Row("keys-generate-bad-name", "keys generate a/b", "invalid key name"),

@@ -83,7 +83,7 @@ def test_register_and_grant_through_the_cli_on_anvil(tmp_path: Path) -> None:
         sealed = tmp_path / "d.sealed"
         info = json.loads(llmos(tmp_path, "dataset", "seal", str(src), str(sealed), "--json").stdout)
         reg = json.loads(llmos(tmp_path, "dataset", "register", str(sealed), "--uri", sealed.as_uri(), *chain, "--dev-account", "2", "--json").stdout)
-        dataset_id = reg["dataset_id"]
+        dataset_id = reg["dataset"]
 
         worker_key = json.loads(llmos(tmp_path, "keys", "generate", "worker", "--json").stdout)
         conn = connect(node.url)

@@ -75,3 +75,29 @@ def test_bad_input_to_the_role_commands(tmp_path: Path) -> None:
     no_node = llmos(tmp_path, "job", "accept", "1", "--rpc", f"http://127.0.0.1:{free_port()}", "--deployment", str(tmp_path / "d.json"),
                     check=False)
     assert no_node.returncode != 0 and "no JSON-RPC node answers" in no_node.stderr
+
+
+@pytest.mark.anvil
+@pytest.mark.skipif(not ANVIL_IN_NODE_MODULES.exists(), reason="needs anvil from `npm ci`")
+def test_devnet_never_wraps_machine_readable_lines_on_a_narrow_pipe(tmp_path: Path) -> None:
+    """Piped stdout is rendered at COLUMNS (80 by default): the export line, addresses and paths must stay whole."""
+    out = tmp_path / ("a-deep-directory-name-" * 3) / "deployment.json"  # the export line is far over 40 columns
+    proc = subprocess.Popen([*ENTRY, "devnet", "--port", str(free_port()), "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env={**os.environ, "COLUMNS": "40"})
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (lines and lines[-1].startswith("Ctrl-C stops")):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else "devnet exited"
+            lines.append(line.rstrip("\n"))
+    finally:
+        _stop(proc)
+    exports = [line for line in lines if line.startswith("export ")]
+    assert exports == [f"export LLMOS_RPC_URL={exports[0].split('=')[1].split()[0]} LLMOS_DEPLOYMENT={out.resolve()}"], lines
+    deployment = json.loads(out.read_text())
+    text = "\n".join(lines)
+    addresses = [a for a in json.dumps(deployment).split('"') if a.startswith("0x") and len(a) == 42]
+    assert addresses and all(a in text for a in addresses), text  # every contract's address whole on one line
+    assert any(line == f"deployment file: {out}" for line in lines)
