@@ -1,0 +1,167 @@
+"""A fine-tuned output loaded for inference: one padded forward pass per batch, per task."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from llmos_chain.recipe import Recipe, Task
+from worker.predict import load_finetuned
+
+#: Words for the tag endpoint: what the trainer saw as `tokens` (whitespace-separated), with their character spans.
+_WORD = re.compile(r"\S+")
+
+
+class InputTooLong(ValueError):
+    """The text needs more positions than the model has."""
+
+
+@dataclass
+class Engine:
+    """The model, its tokenizer and label names, and a count of forward passes (what the batching saves)."""
+
+    recipe: Recipe
+    model: torch.nn.Module
+    tokenizer: Any
+    labels: list[str] | None
+    max_positions: int
+    forward_passes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def load(cls, recipe: Recipe, weights: bytes) -> Engine:
+        model, tokenizer, labels = load_finetuned(recipe, weights)
+        config = model.config
+        positions = int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 512))
+        return cls(recipe, model, tokenizer, labels, positions)
+
+    @property
+    def task(self) -> Task:
+        return self.recipe.task
+
+    def _label(self, index: int) -> str:
+        return self.labels[index] if self.labels and index < len(self.labels) else str(index)
+
+    def _check_length(self, n: int) -> None:
+        if n > self.max_positions:
+            raise InputTooLong(f"the text is {n} tokens long; this model takes at most {self.max_positions}")
+
+    def _pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, : len(r)] = 1
+        return ids, mask
+
+    def _forward(self, rows: list[list[int]]) -> torch.Tensor:
+        ids, mask = self._pad(rows)
+        with self._lock, torch.inference_mode():
+            self.forward_passes += 1
+            return self.model(input_ids=ids, attention_mask=mask).logits.float()
+
+    # ---------------------------------------------------------------- sequence classification
+
+    def classify_ids(self, text: str) -> list[int]:
+        ids = list(self.tokenizer(text)["input_ids"])
+        self._check_length(len(ids))
+        return ids
+
+    def classify(self, batch: list[tuple[list[int], int]]) -> list[list[dict[str, Any]]]:
+        """For each (token ids, top k): the k best labels with their probabilities, best first."""
+        probs = self._forward([ids for ids, _ in batch]).softmax(-1)
+        answers = []
+        for (_, k), row in zip(batch, probs, strict=True):
+            scores, index = row.topk(min(k, row.shape[-1]))
+            answers.append([{"label": self._label(int(i)), "score": round(float(s), 6)} for s, i in zip(scores, index, strict=True)])
+        return answers
+
+    # ---------------------------------------------------------------- token classification
+
+    def tag_ids(self, text: str) -> tuple[list[int], list[tuple[int, int, int]]]:
+        """Token ids as the trainer encodes a row of words (each word's first piece carries its tag), and each word's
+        (start, end, index of its first piece)."""
+        tok = self.tokenizer
+        cls_id, sep_id = getattr(tok, "cls_token_id", None), getattr(tok, "sep_token_id", None)
+        ids: list[int] = [cls_id] if cls_id is not None else []
+        words = []
+        for i, match in enumerate(_WORD.finditer(text)):
+            word = match.group()
+            piece = list(tok(word if i == 0 or cls_id is not None else " " + word, add_special_tokens=False)["input_ids"])
+            words.append((match.start(), match.end(), len(ids)))
+            ids += piece
+        if sep_id is not None:
+            ids.append(sep_id)
+        self._check_length(len(ids))
+        return ids, words
+
+    def tag(self, batch: list[tuple[str, list[int], list[tuple[int, int, int]]]]) -> list[list[dict[str, Any]]]:
+        """Entities: runs of words with the same tag other than `O` (a `B-`/`I-` prefix is read as IOB), with spans."""
+        probs = self._forward([ids for _, ids, _ in batch]).softmax(-1)
+        answers = []
+        for (text, _, words), row in zip(batch, probs, strict=True):
+            entities: list[dict[str, Any]] = []
+            for w, (start, end, first) in enumerate(words):
+                score, index = row[first].max(-1)
+                label = self._label(int(index))
+                kind = label[2:] if label[:2] in ("B-", "I-") else label
+                if kind == "O":
+                    continue
+                last = entities[-1] if entities else None
+                if last is not None and last["label"] == kind and last["_word"] == w - 1 and not label.startswith("B-"):
+                    last.update(end=end, _word=w, _scores=[*last["_scores"], float(score)])
+                else:
+                    entities.append({"label": kind, "start": start, "end": end, "_word": w, "_scores": [float(score)]})
+            answers.append([{"label": e["label"], "text": text[e["start"] : e["end"]], "start": e["start"], "end": e["end"],
+                             "score": round(sum(e["_scores"]) / len(e["_scores"]), 6)} for e in entities])
+        return answers
+
+    # ---------------------------------------------------------------- causal LM
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        ids = list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if not ids:
+            raise InputTooLong("the prompt encodes to no tokens")
+        self._check_length(len(ids))
+        return ids
+
+    def generate(self, ids: list[int], max_new_tokens: int, temperature: float, seed: int | None) -> Iterator[str]:
+        """Text pieces as they are generated (greedy at temperature 0, else sampled), with the KV cache; stops at the
+        model's end token or its last position."""
+        eos = self.tokenizer.eos_token_id
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        budget = min(max_new_tokens, self.max_positions - len(ids))
+        produced: list[int] = []
+        sent = ""
+        past = None
+        step_input = torch.tensor([ids], dtype=torch.long)
+        for _ in range(budget):
+            with self._lock, torch.inference_mode():
+                self.forward_passes += 1
+                out = self.model(input_ids=step_input, cache=past, use_cache=True)
+            past = out.cache
+            logits = out.logits[0, -1].float()
+            if temperature <= 0:
+                token = int(logits.argmax())
+            else:
+                token = int(torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator))
+            if eos is not None and token == eos:
+                break
+            produced.append(token)
+            step_input = torch.tensor([[token]], dtype=torch.long)
+            text = self.tokenizer.decode(produced, skip_special_tokens=True)
+            if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its next byte
+                continue
+            if len(text) > len(sent):
+                yield text[len(sent) :]
+                sent = text
+        text = self.tokenizer.decode(produced, skip_special_tokens=True).rstrip("\ufffd")
+        if len(text) > len(sent):
+            yield text[len(sent) :]
