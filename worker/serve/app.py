@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmos_chain.recipe import Task
 from worker.serve.batcher import Batcher
@@ -99,6 +100,29 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class _Count:
+    """Counts `/v1/` requests by status and times them to their response's headers (a plain ASGI middleware: cheaper
+    than Starlette's `BaseHTTPMiddleware` on every request)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.metrics.request(path, int(message["status"]), time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
 def build_app(engine: Engine, job: int | None = None, max_batch: int = 32, max_wait_s: float = 0.005) -> FastAPI:
     metrics = Metrics()
     classify_batcher: Batcher[Any, Any] = Batcher(engine.classify, max_batch, max_wait_s, metrics.batch)
@@ -118,13 +142,7 @@ def build_app(engine: Engine, job: int | None = None, max_batch: int = 32, max_w
     app.state.engine = engine
     app.state.metrics = metrics
 
-    @app.middleware("http")
-    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        if request.url.path.startswith("/v1/"):
-            metrics.request(request.url.path, response.status_code, time.perf_counter() - started)
-        return response
+    app.add_middleware(_Count, metrics=metrics)
 
     def require(task: Task) -> None:
         if engine.task is not task:

@@ -55,7 +55,8 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def main(host: str, port: int, job: int | None, max_batch: int, max_wait_ms: float) -> int:
+def main(host: str, port: int, job: int | None, max_batch: int, max_wait_ms: float, threads: int | None = None) -> int:
+    import torch
     import uvicorn
 
     from llmos_chain.recipe import Recipe
@@ -63,6 +64,8 @@ def main(host: str, port: int, job: int | None, max_batch: int, max_wait_ms: flo
     from worker.serve.app import build_app
     from worker.serve.engine import Engine
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     stdin = sys.stdin.buffer
     try:
         recipe_json, weights = read_input(stdin)
