@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ import pytest
 from llmos_chain.recipe import Recipe
 from worker import data, models, train
 from worker.serve.app import build_app
+from worker.serve.batcher import Batcher
 from worker.serve.engine import Engine
 from worker.serve.process import listen
 
@@ -91,6 +93,35 @@ def _concurrently(url: str, path: str, bodies: list[dict[str, Any]]) -> list[htt
 
 def _metric(text: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+# ------------------------------------------------------------------------------------------ batching
+
+
+def test_the_batcher_answers_each_request_and_shares_waiting_requests_between_free_slots() -> None:
+    import asyncio
+    import time
+
+    spans: list[tuple[int, float, float]] = []
+
+    def run(items: list[int]) -> list[int]:
+        started = time.perf_counter()
+        time.sleep(0.1)
+        spans.append((len(items), started, time.perf_counter()))
+        return [i * 2 for i in items]
+
+    async def main() -> list[int]:
+        batcher: Batcher[int, int] = Batcher(run, max_batch=32, max_wait_s=0.05, concurrency=2)
+        await batcher.start()
+        try:
+            return list(await asyncio.gather(*(batcher.submit(i) for i in range(32))))
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(main()) == [i * 2 for i in range(32)]  # each request gets its own answer
+    assert sorted(n for n, _, _ in spans) == [16, 16]  # one window's requests, split between the two free slots
+    (_, a0, a1), (_, b0, b1) = spans
+    assert a0 < b1 and b0 < a1  # side by side
 
 
 # ------------------------------------------------------------------------------------------ classify
@@ -198,13 +229,13 @@ def test_generate_continues_the_prompt_and_streams_the_same_text(generator: Engi
 
 
 @pytest.mark.parametrize("which", ["classifier", "tagger", "generator"])
-def test_no_generated_request_gets_a_server_error(which: str, request: pytest.FixtureRequest) -> None:
-    cli = shutil.which("schemathesis", path=str(__import__("pathlib").Path(sys.executable).parent))
+def test_no_generated_request_gets_a_server_error(which: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    cli = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     if cli is None:
         pytest.skip("schemathesis is not installed (pip install -e '.[dev]')")
     engine: Engine = request.getfixturevalue(which)
     with serving(engine) as url:
         proc = subprocess.run([cli, "run", url + "/openapi.json", "--checks", "not_a_server_error", "--max-examples", "40",
                                "--phases", "examples,coverage,fuzzing", "--workers", "2", "--no-color"],
-                              capture_output=True, text=True, timeout=600)
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -123,10 +123,12 @@ class _Count:
         await self.app(scope, receive, timed)
 
 
-def build_app(engine: Engine, job: int | None = None, max_batch: int = 32, max_wait_s: float = 0.005) -> FastAPI:
+def build_app(engine: Engine, job: int | None = None, max_batch: int = 32, max_wait_s: float = 0.005,
+              concurrency: int = 1) -> FastAPI:
+    """`concurrency`: how many batches run at once (see `Batcher`)."""
     metrics = Metrics()
-    classify_batcher: Batcher[Any, Any] = Batcher(engine.classify, max_batch, max_wait_s, metrics.batch)
-    tag_batcher: Batcher[Any, Any] = Batcher(engine.tag, max_batch, max_wait_s, metrics.batch)
+    classify_batcher: Batcher[Any, Any] = Batcher(engine.classify, max_batch, max_wait_s, metrics.batch, concurrency)
+    tag_batcher: Batcher[Any, Any] = Batcher(engine.tag, max_batch, max_wait_s, metrics.batch, concurrency)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

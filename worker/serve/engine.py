@@ -23,7 +23,9 @@ class InputTooLong(ValueError):
 
 @dataclass
 class Engine:
-    """The model, its tokenizer and label names, and a count of forward passes (what the batching saves)."""
+    """The model, its tokenizer and label names, and a count of forward passes (what the batching saves).
+
+    Forward passes may run from several threads at once (inference only reads the weights)."""
 
     recipe: Recipe
     model: torch.nn.Module
@@ -31,7 +33,7 @@ class Engine:
     labels: list[str] | None
     max_positions: int
     forward_passes: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _count_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def load(cls, recipe: Recipe, weights: bytes) -> Engine:
@@ -63,9 +65,13 @@ class Engine:
 
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
         ids, mask = self._pad(rows)
-        with self._lock, torch.inference_mode():
-            self.forward_passes += 1
+        self._count()
+        with torch.inference_mode():
             return self.model(input_ids=ids, attention_mask=mask).logits.float()
+
+    def _count(self) -> None:
+        with self._count_lock:
+            self.forward_passes += 1
 
     # ---------------------------------------------------------------- sequence classification
 
@@ -143,8 +149,8 @@ class Engine:
         past = None
         step_input = torch.tensor([ids], dtype=torch.long)
         for _ in range(budget):
-            with self._lock, torch.inference_mode():
-                self.forward_passes += 1
+            self._count()
+            with torch.inference_mode():
                 out = self.model(input_ids=step_input, cache=past, use_cache=True)
             past = out.cache
             logits = out.logits[0, -1].float()
