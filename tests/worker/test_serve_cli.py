@@ -17,7 +17,7 @@ import pytest
 from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES
 from llmos_chain.crypto.keys import Keystore
 from llmos_chain.recipe import Recipe
-from llmos_chain.serving import ServeError, ask, audit_and_serve
+from llmos_chain.serving import ModelServer, ServeError, ask, audit_and_serve
 from tests.worker.conftest import anvil_provider
 from tests.worker.test_runner import Setup, _recipe
 
@@ -111,3 +111,11 @@ def test_bench_serve_interface() -> None:
         assert run["rps"] > 0 and run["bare_rps"] > 0 and 0 < run["p50_ms"] <= run["p99_ms"]
     # with 32 clients the server really batches: its forward passes answer several requests each
     assert result["runs"][0]["mean_batch"] == 1.0 and result["runs"][2]["mean_batch"] > 2
+
+
+def test_the_model_server_refuses_what_is_not_an_output_and_says_why() -> None:
+    recipe = _recipe().canonical_bytes().decode()
+    with pytest.raises(ServeError, match="not an llmos output model"):
+        ModelServer.start(recipe, b"\x00" * 64)
+    with pytest.raises(ServeError, match="invalid recipe"):
+        ModelServer.start('{"task": "sequence-classification"}', b"")

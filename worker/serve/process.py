@@ -80,8 +80,11 @@ def main(host: str, port: int, job: int | None, max_batch: int, max_wait_ms: flo
         engine = Engine.load(recipe, bytes(weights))
         weights[:] = bytes(len(weights))  # the loaded model holds its own copy
         checked = check_loaded(recipe, engine.model, engine.tokenizer, engine.labels)
-    except (LlmosError, ValueError) as exc:
+    except LlmosError as exc:
         _say("error", message=str(exc))
+        return 1
+    except Exception as exc:  # noqa: BLE001 (whatever the loaders raise on bytes that are no model: said, not a traceback)
+        _say("error", message=f"the model does not load: {type(exc).__name__}: {str(exc)[:300]}")
         return 1
     _say("checked", **checked)
     if stdin.readline().strip() != b"serve":
