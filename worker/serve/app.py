@@ -6,9 +6,10 @@ settings), the tokenizer the length (more tokens than the model has positions), 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmos_chain.recipe import Task
 from worker.serve.batcher import Batcher
-from worker.serve.engine import Engine, InputTooLong
+from worker.serve.engine import Engine, Generation, InputTooLong
 from worker.serve.metrics import Metrics
 
 #: Longest text accepted before tokenizing (characters); the model's positions bound it further.
@@ -129,14 +130,17 @@ def build_app(engine: Engine, job: int | None = None, max_batch: int = 32, max_w
     metrics = Metrics()
     classify_batcher: Batcher[Any, Any] = Batcher(engine.classify, max_batch, max_wait_s, metrics.batch, concurrency)
     tag_batcher: Batcher[Any, Any] = Batcher(engine.tag, max_batch, max_wait_s, metrics.batch, concurrency)
+    generate_batcher: Batcher[Generation, str] = Batcher(engine.generate, max_batch, max_wait_s, metrics.batch, concurrency)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await classify_batcher.start()
         await tag_batcher.start()
+        await generate_batcher.start()
         yield
         await classify_batcher.stop()
         await tag_batcher.stop()
+        await generate_batcher.stop()
 
     app = FastAPI(title="llmos served model", version="1",
                   description=f"A fine-tuned {engine.task.value} model" + (f" (job {job})" if job is not None else "")
@@ -179,23 +183,30 @@ def build_app(engine: Engine, job: int | None = None, max_batch: int = 32, max_w
         **ERRORS, 200: {"description": "The generated text; with `stream`, server-sent events instead.",
                         "content": {"text/event-stream": {}}}}, summary="Text generation")
     async def generate(body: GenerateRequest) -> Any:
-        """Continue the prompt. Generations run one token at a time, interleaved between concurrent requests."""
+        """Continue the prompt. Concurrent requests are batched like the others: one forward pass per new token for the
+        whole batch (a batch runs until its longest generation ends)."""
         require(Task.CAUSAL_LM)
         try:
             ids = engine.prompt_ids(body.prompt)
         except InputTooLong as exc:
             raise too_long(exc) from None
-        pieces = engine.generate(ids, body.max_new_tokens, body.temperature, body.seed)
         if not body.stream:
-            import asyncio
+            text = await generate_batcher.submit(Generation(ids, body.max_new_tokens, body.temperature, body.seed))
+            return GenerateResponse(text=text)
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        running = asyncio.ensure_future(generate_batcher.submit(Generation(
+            ids, body.max_new_tokens, body.temperature, body.seed, lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece))))
+        running.add_done_callback(lambda _: pieces.put_nowait(None))  # the end, also if the batch failed
 
-            return GenerateResponse(text=await asyncio.to_thread(lambda: "".join(pieces)))
-
-        def events() -> Iterator[str]:
+        async def events() -> AsyncIterator[str]:
             text = ""
-            for piece in pieces:
+            while (piece := await pieces.get()) is not None:
                 text += piece
                 yield f"event: token\ndata: {json.dumps({'text': piece})}\n\n"
+            if running.done() and not running.cancelled() and running.exception() is not None:
+                yield f"event: error\ndata: {json.dumps({'message': 'generation failed'})}\n\n"
+                return
             yield f"event: done\ndata: {json.dumps({'text': text})}\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,36 +138,75 @@ class Engine:
         self._check_length(len(ids))
         return ids
 
-    def generate(self, ids: list[int], max_new_tokens: int, temperature: float, seed: int | None) -> Iterator[str]:
-        """Text pieces as they are generated (greedy at temperature 0, else sampled), with the KV cache; stops at the
-        model's end token or its last position."""
+    def generate(self, batch: list[Generation]) -> list[str]:
+        """Generate for every request of the batch at once: prompts left-padded into one tensor, one forward pass per
+        new token for all of them, with the KV cache (greedy at temperature 0, else sampled with the request's seed).
+        A request stops at the model's end token, its `max_new_tokens` or the model's last position; each new piece of
+        text goes to its `emit` as it comes (then None). Returns each request's whole text."""
         eos = self.tokenizer.eos_token_id
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        budget = min(max_new_tokens, self.max_positions - len(ids))
-        produced: list[int] = []
-        sent = ""
-        past = None
-        step_input = torch.tensor([ids], dtype=torch.long)
-        for _ in range(budget):
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        n, width = len(batch), max(len(g.ids) for g in batch)
+        ids = torch.full((n, width), pad, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i, g in enumerate(batch):
+            ids[i, width - len(g.ids) :] = torch.tensor(g.ids, dtype=torch.long)
+            mask[i, width - len(g.ids) :] = 1
+        budgets = [min(g.max_new_tokens, self.max_positions - len(g.ids)) for g in batch]
+        generators = [torch.Generator().manual_seed(g.seed) if g.seed is not None else None for g in batch]
+        produced: list[list[int]] = [[] for _ in batch]
+        sent = [""] * n
+        done = [b <= 0 for b in budgets]
+        step_input, positions, past = ids, (mask.cumsum(-1) - 1).clamp(min=0), None
+        while not all(done):
             self._count()
             with torch.inference_mode():
-                out = self.model(input_ids=step_input, cache=past, use_cache=True)
+                out = self.model(input_ids=step_input, attention_mask=mask, position_ids=positions, cache=past, use_cache=True)
             past = out.cache
-            logits = out.logits[0, -1].float()
-            if temperature <= 0:
-                token = int(logits.argmax())
-            else:
-                token = int(torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator))
-            if eos is not None and token == eos:
-                break
-            produced.append(token)
-            step_input = torch.tensor([[token]], dtype=torch.long)
-            text = self.tokenizer.decode(produced, skip_special_tokens=True)
-            if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its next byte
-                continue
-            if len(text) > len(sent):
-                yield text[len(sent) :]
-                sent = text
-        text = self.tokenizer.decode(produced, skip_special_tokens=True).rstrip("\ufffd")
-        if len(text) > len(sent):
-            yield text[len(sent) :]
+            logits = out.logits[:, -1].float()
+            tokens = []
+            for i, g in enumerate(batch):
+                token = pad
+                if not done[i]:
+                    if g.temperature <= 0:
+                        token = int(logits[i].argmax())
+                    else:
+                        token = int(torch.multinomial((logits[i] / g.temperature).softmax(-1), 1, generator=generators[i]))
+                    if eos is not None and token == eos:
+                        done[i] = True
+                    else:
+                        produced[i].append(token)
+                        done[i] = len(produced[i]) >= budgets[i]
+                    self._emit(g, produced[i], sent, i, final=done[i])
+                    if done[i] and g.emit is not None:
+                        g.emit(None)
+                tokens.append(token)
+            step_input = torch.tensor(tokens, dtype=torch.long)[:, None]
+            mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long)], dim=1)
+            positions = (mask.sum(-1, keepdim=True) - 1)
+        for i, g in enumerate(batch):
+            if budgets[i] <= 0 and g.emit is not None:
+                g.emit(None)
+        return sent
+
+    def _emit(self, g: Generation, produced: list[int], sent: list[str], i: int, final: bool) -> None:
+        """Hand the request the text it has not seen yet (holding back an incomplete UTF-8 sequence until the end)."""
+        text = self.tokenizer.decode(produced, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            if not final:
+                return
+            text = text.rstrip("\ufffd")
+        if len(text) > len(sent[i]):
+            piece, sent[i] = text[len(sent[i]) :], text
+            if g.emit is not None:
+                g.emit(piece)
+
+
+@dataclass
+class Generation:
+    """One generate request: its prompt's token ids and settings, and where its pieces go as they come (or None)."""
+
+    ids: list[int]
+    max_new_tokens: int
+    temperature: float = 0.0
+    seed: int | None = None
+    emit: Callable[[str | None], None] | None = None
