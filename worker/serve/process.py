@@ -102,5 +102,8 @@ def main(host: str, port: int, job: int | None, max_batch: int, max_wait_ms: flo
 
     threading.Thread(target=watch_parent, daemon=True, name="stdin-watch").start()
     _say("listening", url=f"http://{shown}:{bound[1]}")
+    # Nobody reads our stdout past this line: anything printed later goes to stderr instead of filling the pipe.
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     server.run(sockets=[sock])
     return 0
