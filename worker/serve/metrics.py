@@ -62,6 +62,6 @@ class Metrics:
                 lines += hist.lines("llmos_serve_request_seconds", f'endpoint="{endpoint}"')
             lines += ["# HELP llmos_serve_batch_size Requests per forward pass of the dynamic batcher.",
                       "# TYPE llmos_serve_batch_size histogram", *self.batch_size.lines("llmos_serve_batch_size"),
-                      "# HELP llmos_serve_forward_passes_total Forward passes of the model (a generated token is one).",
+                      "# HELP llmos_serve_forward_passes_total Forward passes of the model (one per batch; one per new token of a batch of generations).",
                       "# TYPE llmos_serve_forward_passes_total counter", f"llmos_serve_forward_passes_total {forward_passes}"]
             return "\n".join(lines) + "\n"
