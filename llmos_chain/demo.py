@@ -6,8 +6,8 @@ runs the owner's agent with a grant policy; a client posts three fine-tuning job
 tiny GPT-2 full fine-tuning, tiny BERT paid in an ERC-20) and runs a client agent that accepts
 results whose audit passes. The coordinators allocate with the LP, the worker runtime fine-tunes in
 separate processes (fetch, verify, decrypt in memory, train, evaluate, seal to the client, sign),
-the agents grant and accept, the operators withdraw, every job is audited, and the client decrypts
-the MiniLM output and classifies a few sentences with it.
+the agents grant and accept, the operators withdraw, every job is audited, and the client audits the
+MiniLM output, serves it (decrypted in memory) as `llmos serve` does and asks it a few sentences over HTTP.
 
 On the embedded chain the worker processes reach eth-tester through a JSON-RPC bridge on 127.0.0.1.
 """
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import resources
@@ -36,13 +35,13 @@ from llmos_chain.chain.connect import connect
 from llmos_chain.chain.contracts import Sender
 from llmos_chain.chain.deploy import DeployParams, Suite, deploy_suite
 from llmos_chain.chain.market import JobRequest, JobState, MarketClient, WorkerParams, ZERO_ADDRESS, get_job
-from llmos_chain.crypto import stream
-from llmos_chain.crypto.keys import EncryptionKey, Keystore, KeyKind, OutputContext, unwrap_key
+from llmos_chain.crypto.keys import EncryptionKey, Keystore, KeyKind
 from llmos_chain.datasets import register_dataset, seal_dataset
 from llmos_chain.errors import ConfigError, LlmosError
 from llmos_chain.market.coordinator import Coordinator, WorkerConfig
 from llmos_chain.market.executor import Executor, WorkerCommand
 from llmos_chain.recipe import Recipe
+from llmos_chain.serving import ModelServer, ask, audit_and_serve
 from llmos_chain.store import Store
 
 Progress = Callable[[str, list[dict[str, Any]]], None]
@@ -262,16 +261,16 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
             withdrawals.append({"provider": p.name, "token": "ETH" if row["key"].split(":")[1] == ZERO_ADDRESS else "LTT",
                                 "gas": _gas(w3, row["tx_hash"])})
 
-    progress("the client decrypts the MiniLM output and uses it", rows())
+    progress("the client audits the MiniLM output, serves it and asks it over HTTP", rows())
     first = jobs[0]
-    used = _use_output(suite, first, client.address, client_key, root)
+    url, used = _use_output(suite, first, client_key, root)
     result = {
         "chain_id": conn.chain_id,
         "rpc": conn.url,
         "dataset": {"id": dataset_id, "content_root": manifest.content_root, "cipher_hash": manifest.cipher_hash},
         "jobs": [{k: v for k, v in j.items() if k != "recipe"} for j in jobs],
         "withdrawals": withdrawals,
-        "predictions": {"job": first["id"], "answers": used},
+        "predictions": {"job": first["id"], "served_at": url, "answers": used},
         "wall_s": round(time.perf_counter() - started, 2),
     }
     if hold is not None:
@@ -283,17 +282,21 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
     return result
 
 
-def _use_output(suite: Suite, job: dict[str, Any], client: str, client_key: EncryptionKey, root: Path) -> list[dict[str, Any]]:
-    """The client's side: unwrap the output key, decrypt the model, classify sentences (in a worker process: torch)."""
-    bundle = root / "results" / str(job["id"])
-    context = OutputContext(int(suite.w3.eth.chain_id), suite.market.address, job["id"], client)
-    key = unwrap_key((bundle / "output.key").read_bytes(), client_key, context)
-    weights = root / "client" / f"job-{job['id']}.safetensors"
-    weights.write_bytes(bytes(stream.open_to_memory((bundle / "output.sealed").read_bytes(), key)))
-    cmd = [sys.executable, "-m", "worker", "predict", "--recipe", str(job["recipe"]), "--weights", str(weights)]
-    for sentence in SENTENCES:
-        cmd += ["--text", sentence]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise LlmosError(f"using the fine-tuned model failed: {proc.stderr.strip()[-500:]}")
-    return list(json.loads(proc.stdout))
+def _use_output(suite: Suite, job: dict[str, Any], client_key: EncryptionKey, root: Path) -> tuple[str, list[dict[str, Any]]]:
+    """The client's side, as `llmos serve` does it: the client audit, the model decrypted in memory and served over HTTP
+    (a worker process: torch), then asked the sentences at once (the server batches them); the server is stopped after."""
+    with serve_output(suite, job["id"], client_key, root) as server:
+        assert server.url is not None
+        with ThreadPoolExecutor(len(SENTENCES)) as pool:
+            answers = list(pool.map(lambda text: ask(str(server.url), "/v1/classify", {"text": text}), SENTENCES))
+        return server.url, [{"text": text, "label": a["label"], "score": a["score"]} for text, a in zip(SENTENCES, answers, strict=True)]
+
+
+def serve_output(suite: Suite, job_id: int, client_key: EncryptionKey, root: Path, port: int = 0) -> ModelServer:
+    """Job `job_id`'s model served on 127.0.0.1:`port` once its client audit passes (the server's log: client/serve.log)."""
+    (root / "client").mkdir(parents=True, exist_ok=True)
+    with open(root / "client" / "serve.log", "ab") as log:
+        report, server = audit_and_serve(suite, job_id, root / "results" / str(job_id), client_key, port=port, log=log)
+    if server is None:
+        raise LlmosError(f"job {job_id}'s result failed the client audit: {[c.name for c in report.checks if not c.ok]}")
+    return server

@@ -30,5 +30,6 @@ def test_demo_json_summary() -> None:
     # the 4-GPU job only fits the big node; the cheap node takes the rest (and is the only one accepting LTT)
     assert [j["worker"] for j in jobs] == ["l4-node", "a100-node", "l4-node"]
     assert {(w["provider"], w["token"]) for w in result["withdrawals"]} == {("a100-node", "ETH"), ("l4-node", "ETH"), ("l4-node", "LTT")}
+    assert result["predictions"]["served_at"].startswith("http://127.0.0.1:")  # asked over HTTP, not in-process
     answers = result["predictions"]["answers"]
     assert [a["label"] for a in answers][:3] == ["order_status", "refund", "technical_issue"]

@@ -86,6 +86,21 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from worker.serve.process import main as serve
+
+    return serve(args.host, args.port, args.job, args.max_batch, args.max_wait_ms, args.threads)
+
+
+def _bench_serve(args: argparse.Namespace) -> int:
+    from worker.serve.bench import measure
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    print(json.dumps(measure(clients=args.clients, seconds=args.seconds, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                             threads=args.threads)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker", description="The llmos worker runtime.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,11 +128,26 @@ def main(argv: list[str] | None = None) -> int:
                            "and whether it gives finite outputs (JSON on stdout; what the client audit runs).")
     check.add_argument("--recipe", type=Path, required=True, help="the job's recipe file")
     check.add_argument("--weights", type=Path, required=True, help="the decrypted output (safetensors)")
+    serve = sub.add_parser("serve", help="Serve a fine-tuned output over HTTP; the recipe and decrypted weights come on stdin "
+                           "(see worker/serve/process.py), never from a file.")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="0: any free port (the listening event names it)")
+    serve.add_argument("--job", type=int, help="the job the model came from (shown by /health)")
+    serve.add_argument("--max-batch", type=int, default=32, help="most requests in one forward pass")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
+    serve.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    bench_serve = sub.add_parser("bench-serve", help="The served model beside a bare transformers pipeline (JSON on stdout).")
+    bench_serve.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    bench_serve.add_argument("--seconds", type=float, default=3.0, help="measured time per concurrency level and side")
+    bench_serve.add_argument("--max-batch", type=int, default=32)
+    bench_serve.add_argument("--max-wait-ms", type=float, default=5.0)
+    bench_serve.add_argument("--threads", type=int, help="torch threads of each side (default: half the cores, at least 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "json", False) is False else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
-        return {"run": _run, "bench": _bench, "predict": _predict, "check": _check}[args.command](args)
+        return {"run": _run, "bench": _bench, "predict": _predict, "check": _check, "serve": _serve,
+                "bench-serve": _bench_serve}[args.command](args)
     except LlmosError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -67,11 +67,16 @@ def classify(recipe: Recipe, weights: bytes, texts: list[str]) -> list[dict[str,
 PROBE_TEXTS = ["where is my order", "please refund me", "the page will not load", "hello"]
 
 
-@torch.no_grad()
 def check_output(recipe: Recipe, weights: bytes) -> dict[str, Any]:
     """Load the output on the recipe's base model and run it: the trainable weights' hash (as the trajectory records
     it) and whether every probe gave finite outputs of the right shape."""
     model, tokenizer, labels = load_finetuned(recipe, weights)
+    return check_loaded(recipe, model, tokenizer, labels)
+
+
+@torch.no_grad()
+def check_loaded(recipe: Recipe, model: torch.nn.Module, tokenizer: Any, labels: list[str] | None) -> dict[str, Any]:
+    """`check_output` on a model already loaded (what `llmos serve` checks before it serves it)."""
     batch = tokenizer(PROBE_TEXTS, padding=True, truncation=True, max_length=recipe.hyper.max_length, return_tensors="pt")
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     finite = bool(torch.isfinite(logits).all())

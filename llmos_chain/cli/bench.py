@@ -130,6 +130,46 @@ def finetune(
           [[name, f"{seconds:.3f}"] for name, seconds in result["phases_s"].items()])
 
 
+@app.command("serve")
+def serve(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    seconds: float = typer.Option(3.0, "--seconds", min=0.5, max=600, help="Measured time per concurrency level, each side."),
+    max_batch: int = typer.Option(32, "--max-batch", min=1, max=1024, help="The server's largest batch."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, max=1000, help="How long the server's batches wait to fill."),
+    threads: int = typer.Option(None, "--threads", min=1, help="torch threads of each side (default: half the cores, at least 1)."),
+) -> None:
+    """The served model (`llmos serve`: HTTP, dynamic batching) beside a bare `transformers` text-classification pipeline
+    on the same model (MiniLM) in the same run: requests/s and p50/p99 latency at 1, 8 and 32 concurrent clients.
+
+    Each client sends one text per request, back to back. Target: the served model's throughput ≥ 2× the bare
+    pipeline's at 32 clients on CPU. Runs `python -m worker bench-serve` in its own process (this CLI never imports torch).
+    """
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "worker", "bench-serve", "--seconds", str(seconds), "--max-batch", str(max_batch),
+           "--max-wait-ms", str(max_wait_ms)]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        from llmos_chain.errors import LlmosError
+
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise LlmosError(f"the serving benchmark failed (is the worker extra installed? pip install -e '.[worker]'): {tail[0]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if json_out:
+        emit_json(result)
+        return
+    table(f"Serving {result['model']} on {result['device']} ({result['cores']} cores, {result['torch_threads']} torch thread(s) "
+          f"each side, {result['seconds_per_level']:g} s per level)",
+          ["clients", "served req/s", "p50 ms", "p99 ms", "mean batch", "bare req/s", "bare p50 ms", "bare p99 ms", "served / bare"],
+          [[r["clients"], r["rps"], r["p50_ms"], r["p99_ms"], r["mean_batch"], r["bare_rps"], r["bare_p50_ms"], r["bare_p99_ms"],
+            f"{r['speedup']:.2f}×"] for r in result["runs"]])
+    console.print(f"target: served ≥ {result['target']['speedup']:g}× the bare pipeline at {result['target']['clients']} clients")
+
+
 @app.command("alloc")
 def alloc(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),

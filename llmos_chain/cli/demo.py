@@ -126,7 +126,8 @@ def _print_summary(result: dict[str, Any]) -> None:
     for w in result["withdrawals"]:
         console.print(f"{w['provider']} withdrew its {w['token']} earnings (gas {w['gas']:,})")
     predictions = result["predictions"]
-    console.print(f"\nThe client decrypted job {predictions['job']}'s model and asked it:")
+    console.print(f"\nThe client audited job {predictions['job']}'s result, served its model at {predictions['served_at']} "
+                  "(decrypted in memory) and asked it over HTTP (POST /v1/classify):")
     for answer in predictions["answers"]:
         console.print(f"  {answer['text']!r} → [bold]{answer['label']}[/] ({answer['score']:.2f})")
     console.print(f"\ndone in {result['wall_s']} s")

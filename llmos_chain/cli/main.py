@@ -7,7 +7,7 @@ import sys
 import typer
 
 from llmos_chain import __version__
-from llmos_chain.cli import agent, audit, bench, chain, coordinator, dataset, demo, devnet, hashes, job, keys
+from llmos_chain.cli import agent, audit, bench, chain, coordinator, dataset, demo, devnet, hashes, job, keys, serve
 from llmos_chain.cli.output import error
 from llmos_chain.errors import LlmosError
 
@@ -22,6 +22,7 @@ app.command("demo", help=demo.demo.__doc__)(demo.demo)
 app.command("audit", help=audit.audit.__doc__)(audit.audit)
 app.command("deploy", help=chain.deploy.__doc__)(chain.deploy)
 app.command("devnet", help=devnet.devnet.__doc__)(devnet.devnet)
+app.command("serve", help=serve.serve.__doc__)(serve.serve)
 app.add_typer(job.app, name="job")
 app.add_typer(agent.app, name="agent")
 app.add_typer(coordinator.app, name="coordinator")
