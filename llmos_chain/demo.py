@@ -278,7 +278,10 @@ def _run(conn: Any, accounts: list[LocalAccount], worker_rpc: str, root: Path, p
             for c in coordinators:
                 c.safe_step()
 
-        hold(result, step)
+        # the client's model stays served (audited, decrypted in memory) for as long as the demo is held up
+        with serve_output(suite, first["id"], client_key, root) as server:
+            result["serving"] = {"job": first["id"], "url": server.url}
+            hold(result, step)
     return result
 
 

@@ -34,7 +34,7 @@ def demo(
     workdir: Path = typer.Option(None, "--workdir", help="Keep keystores, sealed data, results and logs here (default: a temporary directory)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with every job."),
     serve: bool = typer.Option(False, "--serve", help="Serve the dashboard (both providers' coordinators on one page) from "
-                               "the start, and keep it up after the demo until Ctrl-C."),
+                               "the start, and keep it and job 1's served model up after the demo until Ctrl-C."),
     port: int = typer.Option(8700, "--port", min=1, max=65535, help="The dashboard's port with --serve (on 127.0.0.1)."),
 ) -> None:
     """Run the whole marketplace once: providers, a sealed dataset, three fine-tuning jobs, grants, results, audits, payouts."""
@@ -84,7 +84,9 @@ def _run_serving(rpc: str, workdir: Path | None, port: int, show: Any, quiet: bo
 
     def hold(result: dict[str, Any], step: Any) -> None:
         show(result)
-        err_console.print(f"dashboard up at {url} (both providers); Ctrl-C stops")
+        served = result.get("serving") or {}
+        err_console.print(f"dashboard up at {url} (both providers); job {served.get('job')}'s model served at {served.get('url')} "
+                          f"(POST /v1/classify); Ctrl-C stops")
         try:
             while True:
                 step()

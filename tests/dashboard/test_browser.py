@@ -185,3 +185,12 @@ def test_a_job_moves_open_to_settled_live_and_its_page_plots_every_trajectory_re
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
     page.screenshot(path=str(ARTIFACTS / "04-phone.png"), full_page=True)
     shutil.copy(ARTIFACTS / "02-settled.png", ARTIFACTS / "dashboard.png")
+
+    # held up like `llmos demo --serve`: the client's model stays served beside the dashboard
+    assert demo.holding.wait(300) and not demo.error, demo.error
+    from llmos_chain.serving import ask
+
+    served = demo.result["serving"]
+    assert served["job"] == job_id and str(served["url"]).startswith("http://127.0.0.1:")
+    answer = ask(served["url"], "/v1/classify", {"text": "please refund order #55501"})
+    assert isinstance(answer["label"], str) and 0.0 <= answer["score"] <= 1.0
