@@ -259,6 +259,11 @@ ROWS: list[Row] = [
     Row("finetune-zero-steps", "bench finetune --steps 0", "--steps"),
     Row("soak-zero-jobs", "bench soak --jobs 0", "--jobs"),
     Row("startup-zero-runs", "bench startup --runs 0", "--runs"),
+    Row("bench-serve-zero-seconds", "bench serve --seconds 0", "--seconds"),
+    # ---- serve
+    Row("serve-port-out-of-range", "serve --job 1 --client-key client --port 70000", "--port"),
+    Row("serve-job-over-uint256", "serve --job " + UINT256_OVER + " --client-key client", "--job"),
+    Row("serve-unknown-client-key", "serve --job {sub_job} --client-key nosuchkey {chain}", "nosuchkey", chain=True),
     Row("startup-baseline-not-a-checkout", "bench startup --runs 1 --baseline .", "holds no llmos_chain", sub=True),
 ]
 
