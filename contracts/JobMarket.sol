@@ -44,6 +44,9 @@ contract JobMarket is IJobMarket, Ownable, EIP712, ReentrancyGuardTransient {
 
     /// @notice Decides disputes.
     address public arbiter;
+    /// @inheritdoc IJobMarket
+    /// @dev Packed beside `arbiter`.
+    uint32 public arbiterKeyId;
 
     /// @dev One slot: a post reads the key count for free once it has read the job count.
     uint224 private _jobCount;
@@ -96,6 +99,19 @@ contract JobMarket is IJobMarket, Ownable, EIP712, ReentrancyGuardTransient {
         if (arbiter_ == address(0)) revert JobMarketZeroAddress();
         arbiter = arbiter_;
         emit ArbiterChanged(arbiter_);
+        // The old arbiter's key must not receive new grants or checkpoints.
+        if (arbiterKeyId != 0) {
+            arbiterKeyId = 0;
+            emit ArbiterKeySet(arbiter_, 0);
+        }
+    }
+
+    /// @inheritdoc IJobMarket
+    function setArbiterKey(uint32 keyId) external {
+        if (msg.sender != arbiter) revert JobNotArbiter(msg.sender);
+        if (keyId > _keyCount) revert JobUnknownClientKey(keyId);
+        arbiterKeyId = keyId;
+        emit ArbiterKeySet(msg.sender, keyId);
     }
 
     // ----------------------------------------------------------------- client
@@ -285,22 +301,28 @@ contract JobMarket is IJobMarket, Ownable, EIP712, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IJobMarket
-    function resolveDispute(uint256 jobId, JobTerms calldata t, bool workerWins) external {
-        if (msg.sender != arbiter) revert JobNotArbiter(msg.sender);
+    function grantVerifier(uint256 jobId, JobTerms calldata t, bytes calldata wrappedKey) external {
         Job storage job = _load(jobId, t);
-        JobState state = job.state;
-        if (state != JobState.Disputed && state != JobState.FailureDisputed) revert JobInvalidState(jobId, state);
-        uint256 resolveBy = uint256(job.since) + disputeWindow;
-        if (block.timestamp > resolveBy) revert JobDisputeDeadlinePassed(jobId, resolveBy);
-        emit DisputeResolved(jobId, workerWins, false);
-        if (workerWins) {
-            if (state == JobState.Disputed) _settle(job, jobId, t, disputeBond);
-            else _fail(job, jobId, t, disputeBond);
-        } else {
-            _enter(job, JobState.Refunded);
-            _credit(address(0), t.client, disputeBond);
-            _refund(job, jobId, t, true);
-        }
+        if (job.state != JobState.Disputed) revert JobInvalidState(jobId, job.state);
+        if (msg.sender != t.datasetOwner) revert JobNotDatasetOwner(jobId, msg.sender);
+        if (wrappedKey.length == 0) revert JobInvalidRequest("wrappedKey");
+        uint32 keyId = arbiterKeyId;
+        if (keyId == 0) revert JobNoArbiterKey();
+        emit VerifierGranted(jobId, arbiter, keyId, wrappedKey);
+    }
+
+    /// @inheritdoc IJobMarket
+    function resolveDispute(uint256 jobId, JobTerms calldata t, bool workerWins) external {
+        _resolve(jobId, t, workerWins);
+    }
+
+    /// @inheritdoc IJobMarket
+    function resolveDisputeWithEvidence(uint256 jobId, JobTerms calldata t, bool workerWins, ReplayEvidence calldata e)
+        external
+    {
+        // Reverts with the same checks as {resolveDispute} (which undoes this event) when the caller may not decide.
+        emit DisputeEvidence(jobId, e.interval, e.expected, e.replayed, e.reportHash);
+        _resolve(jobId, t, workerWins);
     }
 
     /// @inheritdoc IJobMarket
@@ -473,6 +495,25 @@ contract JobMarket is IJobMarket, Ownable, EIP712, ReentrancyGuardTransient {
         job.workerId = workerId;
         _enter(job, JobState.Assigned);
         emit JobAssigned(jobId, workerId, msg.sender);
+    }
+
+    /// @dev The arbiter's decision, by the dispute deadline (inclusive).
+    function _resolve(uint256 jobId, JobTerms calldata t, bool workerWins) private {
+        if (msg.sender != arbiter) revert JobNotArbiter(msg.sender);
+        Job storage job = _load(jobId, t);
+        JobState state = job.state;
+        if (state != JobState.Disputed && state != JobState.FailureDisputed) revert JobInvalidState(jobId, state);
+        uint256 resolveBy = uint256(job.since) + disputeWindow;
+        if (block.timestamp > resolveBy) revert JobDisputeDeadlinePassed(jobId, resolveBy);
+        emit DisputeResolved(jobId, workerWins, false);
+        if (workerWins) {
+            if (state == JobState.Disputed) _settle(job, jobId, t, disputeBond);
+            else _fail(job, jobId, t, disputeBond);
+        } else {
+            _enter(job, JobState.Refunded);
+            _credit(address(0), t.client, disputeBond);
+            _refund(job, jobId, t, true);
+        }
     }
 
     /// @dev The job record of `jobId`, checked against the terms the caller passed back.

@@ -86,6 +86,17 @@ interface IJobMarket {
         Released
     }
 
+    /// @notice What the arbiter replayed to decide a dispute (see `llmos verify`): the trajectory interval it names
+    ///         (the first whose replay disagreed, or the last one checked when all agreed), the weights hash the
+    ///         worker recorded at that interval's end, the one the replay reached, and the BLAKE3 hash of the
+    ///         arbiter's published verification report.
+    struct ReplayEvidence {
+        uint32 interval;
+        bytes32 expected;
+        bytes32 replayed;
+        bytes32 reportHash;
+    }
+
     event ClientKeyRegistered(uint32 indexed keyId, address indexed client, uint8 keyKind, bytes key);
     event JobPosted(
         uint256 indexed jobId,
@@ -120,6 +131,9 @@ interface IJobMarket {
     event JobFailed(uint256 indexed jobId);
     event Withdrawn(address indexed token, address indexed account, uint256 amount);
     event ArbiterChanged(address indexed arbiter);
+    event ArbiterKeySet(address indexed arbiter, uint32 keyId);
+    event VerifierGranted(uint256 indexed jobId, address indexed verifier, uint32 keyId, bytes wrappedKey);
+    event DisputeEvidence(uint256 indexed jobId, uint32 interval, bytes32 expected, bytes32 replayed, bytes32 reportHash);
 
     error JobMarketZeroAddress();
     error JobMarketMiswired(address registryMarket);
@@ -133,6 +147,7 @@ interface IJobMarket {
     error JobNotDatasetOwner(uint256 jobId, address caller);
     error JobNotWorkerAuthority(uint256 jobId, address caller);
     error JobNotArbiter(address caller);
+    error JobNoArbiterKey();
     error JobInvalidRequest(string field);
     error JobUnknownDataset(uint256 datasetId);
     error JobUnknownClientKey(uint32 keyId);
@@ -205,7 +220,22 @@ interface IJobMarket {
 
     /// @notice Arbiter decides a dispute by its deadline. Worker wins: the result (or failure claim) stands and the
     ///         bond goes to the worker's operator. Client wins: refund, slash, bond back.
+
+    /// @notice Arbiter decides a dispute by its deadline. Worker wins: the result (or failure claim) stands and the
+    ///         bond goes to the worker's operator. Client wins: refund, slash, bond back.
     function resolveDispute(uint256 jobId, JobTerms calldata terms, bool workerWins) external;
+
+    /// @notice {resolveDispute} with the replay that decided it, recorded in `DisputeEvidence` before the outcome.
+    function resolveDisputeWithEvidence(uint256 jobId, JobTerms calldata terms, bool workerWins, ReplayEvidence calldata evidence)
+        external;
+
+    /// @notice Arbiter: names the registered key (see {registerClientKey}) that verifiers' grants and checkpoints are
+    ///         sealed to; 0 clears it. Workers seal their training checkpoints to it; a new arbiter starts with none.
+    function setArbiterKey(uint32 keyId) external;
+
+    /// @notice Dataset owner: publishes the data key wrapped to the arbiter's key for a Disputed job, so that the
+    ///         arbiter can replay the training it disputes. Changes no state; may be sent again (the last one counts).
+    function grantVerifier(uint256 jobId, JobTerms calldata terms, bytes calldata wrappedKey) external;
 
     /// @notice Anyone: ends a Submitted or FailureClaimed job after its challenge window, or a dispute after its
     ///         deadline with the default outcome (the worker's claim stands; the bond goes to its operator).
@@ -234,6 +264,9 @@ interface IJobMarket {
 
     /// @notice Whether `worker` holds the running grant of `jobId`.
     function canRead(uint256 jobId, address worker) external view returns (bool);
+
+    /// @notice The arbiter's key id for verification grants and sealed checkpoints (0: none).
+    function arbiterKeyId() external view returns (uint32);
 
     /// @notice Number of client keys registered (ids count from 1).
     function clientKeyCount() external view returns (uint32);

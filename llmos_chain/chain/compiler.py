@@ -33,7 +33,7 @@ SHIPPED: tuple[tuple[str, str], ...] = (
 SETTINGS: dict[str, Any] = {
     "evmVersion": "prague",
     "viaIR": True,
-    "optimizer": {"enabled": True, "runs": 20000},
+    "optimizer": {"enabled": True, "runs": 10000},
     "metadata": {"bytecodeHash": "ipfs"},
     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "metadata"]}},
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llmos_chain.chain.compiler import ARTIFACTS_DIR, PROJECT_ROOT, SHIPPED, compile_contracts, find_solc, pinned_version, render
@@ -30,3 +32,10 @@ def test_solc_js_wrapper_answers_like_native_solc() -> None:
 
     out = subprocess.run([str(find_solc()), "--version"], capture_output=True, text=True, check=True).stdout
     assert f"Version: {pinned_version()}" in out
+
+
+def test_every_deployed_contract_fits_the_eip170_size_limit() -> None:
+    """A node refuses to deploy runtime code over 24,576 bytes (EIP-170); anvil and eth-tester enforce it too."""
+    for name in ("JobMarket", "WorkerRegistry", "DatasetRegistry"):
+        code = json.loads((ARTIFACTS_DIR / f"{name}.json").read_text())["deployedBytecode"]
+        assert 0 < (len(code) - 2) // 2 <= 24_576, name
