@@ -75,6 +75,7 @@ class AcceptPolicy:
 class AgentReport:
     granted: list[int] = field(default_factory=list)
     refused: list[int] = field(default_factory=list)
+    verifier_granted: list[int] = field(default_factory=list)
     accepted: list[int] = field(default_factory=list)
     disputed: list[int] = field(default_factory=list)
     audit_failed: list[int] = field(default_factory=list)
@@ -124,6 +125,7 @@ class Agent:
         self._drive()
         if self.grants is not None:
             self._grant(report)
+            self._grant_verifier(report)
         if self.accepts is not None:
             self._accept(report)
         self._drive()
@@ -232,6 +234,47 @@ class Agent:
             box.add(f"grant:{job_id}:{attempt}:{plan.worker}", "JobMarket", "grantAccess", [job_id, self.store.terms(job_id), wrapped])
             self._decide(job_id, kind, "granted", f"to worker {plan.worker}")
             report.granted.append(job_id)
+
+    def _grant_verifier(self, report: AgentReport) -> None:
+        """For each disputed result on one of the owner's datasets, the data key wrapped to the market's arbiter key, so
+        that the arbiter can replay the training (`llmos verify`). Only for jobs this owner already granted a worker:
+        the arbiter learns nothing a worker of the owner's choice did not already hold."""
+        from llmos_chain.chain.market import arbiter_key
+        from llmos_chain.crypto.keys import GrantContext, wrap_key
+
+        policy, box, keystore = self.grants, self.owner_box, self.keystore
+        assert policy is not None and box is not None and keystore is not None
+        for job in self.store.jobs("disputed"):
+            job_id, dataset_id = int(job["job_id"]), int(job["dataset_id"])
+            if dataset_id not in policy.datasets:
+                continue
+            kind = f"verifier:{self._dispute(job_id)}"
+            if self._decided(job_id, kind):
+                continue
+            try:
+                key = arbiter_key(self.suite)
+                arbiter = str(call(self.suite.market.functions.arbiter()))
+            except LlmosError as exc:  # node trouble: try again next step
+                log.info("job %s: arbiter key unreadable now: %s", job_id, exc)
+                continue
+            if key is None:
+                self._decide(job_id, kind, "refused", "the market's arbiter has named no key to grant to")
+                continue
+            context = GrantContext(int(self.suite.w3.eth.chain_id), self.suite.market.address, dataset_id, job_id, arbiter)
+            try:
+                wrapped = wrap_key(keystore.load_data_key(policy.datasets[dataset_id]), key.kind, key.public, context)
+            except SealedDataError as exc:
+                self._decide(job_id, kind, "refused", f"the arbiter's key is unusable: {exc}")
+                continue
+            box.add(f"verifier:{job_id}:{kind.split(':', 1)[1]}", "JobMarket", "grantVerifier", [job_id, self.store.terms(job_id), wrapped])
+            self._decide(job_id, kind, "granted", f"to the arbiter {arbiter} (key {key.key_id})")
+            report.verifier_granted.append(job_id)
+
+    def _dispute(self, job_id: int) -> str:
+        """The transaction of the job's latest JobDisputed event (names one dispute)."""
+        row = self.store.db.execute("SELECT tx_hash FROM events WHERE job_id = ? AND name = 'JobDisputed' "
+                                    "ORDER BY block DESC, log_index DESC LIMIT 1", (job_id,)).fetchone()
+        return str(row["tx_hash"])[:18] if row else "0x"
 
     #: Seconds a grant that ended without effect waits for the follower before it is sent again.
     GRANT_RETRY_AFTER_S = 10.0
@@ -352,6 +395,8 @@ class Agent:
             if job.state in (JobState.OPEN, JobState.ASSIGNED):
                 return job.state is JobState.ASSIGNED and job.worker.lower() != worker.lower()
             return True
+        if intent.function == "grantVerifier":  # moot once the dispute is decided; otherwise send it (sending twice is harmless)
+            return job.state is not JobState.DISPUTED
         if intent.function == "accept":
             return job.state in (JobState.SETTLED, JobState.FAILED)
         if intent.function == "dispute":

@@ -45,11 +45,20 @@ def create_app(coordinator: Coordinator, dashboard: list[Provider] | None = None
     @app.get("/jobs/{job_id}/result/{name}")
     def result_file(job_id: int, name: str) -> FileResponse:
         """One file of the job's result bundle (the output is sealed to the client; the rest is public)."""
-        from llmos_chain.results import BUNDLE_FILES
+        from llmos_chain.results import BUNDLE_FILES, CHECKPOINT_KEY
 
         path = coordinator.results_dir / str(job_id) / name if coordinator.results_dir and job_id >= 0 else None
-        if name not in BUNDLE_FILES or path is None or not path.is_file():
+        if name not in (*BUNDLE_FILES, CHECKPOINT_KEY) or path is None or not path.is_file():
             raise HTTPException(status_code=404, detail=f"no {name} for job {job_id}")
+        return FileResponse(path)
+
+    @app.get("/jobs/{job_id}/checkpoint/{record}")
+    def checkpoint_file(job_id: int, record: int) -> FileResponse:
+        """The sealed training checkpoint kept at trajectory record `record` (sealed to the market's arbiter)."""
+        path = coordinator.results_dir / str(job_id) / "checkpoints" / f"{record}.sealed" \
+            if coordinator.results_dir and job_id >= 0 and record >= 1 else None
+        if path is None or not path.is_file():
+            raise HTTPException(status_code=404, detail=f"no checkpoint {record} for job {job_id}")
         return FileResponse(path)
 
     @app.get("/workers")

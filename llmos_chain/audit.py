@@ -48,7 +48,8 @@ def _transient(exc: LlmosError) -> bool:
     return isinstance(exc, ChainError) and not isinstance(exc, (ContractRevertError, DeploymentError))
 
 MARKET_EVENTS = ("JobPosted", "JobAssigned", "JobReopened", "AccessGranted", "ResultSubmitted", "FailureReported", "JobDisputed",
-                 "DisputeResolved", "JobSettled", "JobRefunded", "JobCancelled", "JobExpired", "JobFailed")
+                 "DisputeResolved", "JobSettled", "JobRefunded", "JobCancelled", "JobExpired", "JobFailed", "VerifierGranted",
+                 "DisputeEvidence")
 
 
 @dataclass
@@ -321,7 +322,7 @@ def read_metrics(raw: bytes | None) -> Metrics | str:
         return f"metrics.json does not parse against its schema: {str(exc).splitlines()[0]}"
 
 
-TRAJECTORY_KEYS = {"step", "loss", "lr", "weights_hash"}
+TRAJECTORY_KEYS = {"step", "loss", "lr", "weights_hash", "checkpoint"}
 
 
 def read_trajectory(raw: bytes | None) -> list[dict[str, Any]] | str:
@@ -363,6 +364,14 @@ def _check_contents(report: AuditReport, bundle: Path, rebuilt: Attestation, rec
                  if isinstance(trajectory, list) else str(trajectory))
     if not isinstance(metrics, Metrics) or not isinstance(trajectory, list):
         return
+    kept = [(k, str(r["checkpoint"])) for k, r in enumerate(trajectory, 1) if r["checkpoint"]]
+    missing = [k for k, c in kept if not (bundle / "checkpoints" / f"{k}.sealed").is_file()
+               or blake3.blake3((bundle / "checkpoints" / f"{k}.sealed").read_bytes()).hexdigest() != c]
+    if kept and not (bundle / "checkpoints.key").is_file():
+        missing = missing or [0]
+    report.check("checkpoints published", not missing,
+                 (f"{len(kept)} sealed checkpoint(s) match their commitments" if kept else "none kept (the market had no arbiter key)")
+                 if not missing else f"checkpoint(s) {missing} missing or not the committed bytes (a dispute's replay cannot start there)")
     last = trajectory[-1]
     try:
         from llmos_chain.recipe import fetch_recipe

@@ -116,3 +116,12 @@ class ModelError(WorkerError):
     """The base model cannot be loaded, or its hash differs from the one the job names."""
 
     reason = 5
+
+
+class VerificationError(LlmosError):
+    """A verification by replay could not be carried out (no grant, no bundle, the wrong key): says nothing about the
+    worker's honesty. Evidence the worker had to publish and did not is a finding, not this error."""
+
+
+class CheckpointError(VerificationError):
+    """A training checkpoint cannot be read or does not belong to the job it is replayed for."""

@@ -16,6 +16,9 @@ from pathlib import Path
 from llmos_chain.errors import LlmosError
 
 BUNDLE_FILES = ("output.sealed", "output.key", "metrics.json", "trajectory.jsonl", "attestation.json")
+#: The checkpoints' key, wrapped to the market's arbiter (present when the worker kept checkpoints); the sealed
+#: checkpoints themselves are `checkpoints/K.sealed`, served at `/jobs/{id}/checkpoint/{K}`.
+CHECKPOINT_KEY = "checkpoints.key"
 
 
 class ResultNotFoundError(LlmosError):
@@ -51,3 +54,43 @@ def fetch_bundle(source: str | Path, job_id: int, dest: Path, timeout: float = 6
     if not (bundle / "attestation.json").is_file():
         raise ResultNotFoundError(f"no result bundle for job {job_id} in {path}")
     return bundle
+
+
+def _get(url: str, target: Path, timeout: float) -> bool:
+    """Download `url` to `target`; False on 404."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as out:  # noqa: S310
+            shutil.copyfileobj(response, out)
+        return True
+    except urllib.error.HTTPError as exc:
+        target.unlink(missing_ok=True)
+        if exc.code == 404:
+            return False
+        raise LlmosError(f"fetching {url} failed: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        target.unlink(missing_ok=True)
+        raise LlmosError(f"fetching {url} failed: {getattr(exc, 'reason', exc)}") from None
+
+
+def fetch_checkpoints(source: str | Path, job_id: int, bundle: Path, timeout: float = 60.0) -> int:
+    """Bring the job's sealed checkpoints (those its trajectory commits to) and their key into `bundle`; returns how
+    many are there. A local results directory already holds them; a checkpoint the provider does not serve is simply
+    absent (the replay that needs it says so)."""
+    import json
+
+    text = str(source)
+    if not text.startswith(("http://", "https://")):
+        return len(list((bundle / "checkpoints").glob("*.sealed"))) if (bundle / "checkpoints").is_dir() else 0
+    base = f"{text.rstrip('/')}/jobs/{job_id}"
+    _get(f"{base}/result/{CHECKPOINT_KEY}", bundle / CHECKPOINT_KEY, timeout)
+    (bundle / "checkpoints").mkdir(exist_ok=True)
+    got = 0
+    raw = (bundle / "trajectory.jsonl").read_bytes() if (bundle / "trajectory.jsonl").is_file() else b""
+    for k, line in enumerate(raw.splitlines(), 1):
+        try:
+            kept = bool(json.loads(line).get("checkpoint"))
+        except (ValueError, AttributeError):
+            continue
+        if kept and _get(f"{base}/checkpoint/{k}", bundle / "checkpoints" / f"{k}.sealed", timeout):
+            got += 1
+    return got

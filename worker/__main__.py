@@ -101,6 +101,12 @@ def _bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from worker.verify import serve_request
+
+    return serve_request(sys.stdin, sys.stdout)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker", description="The llmos worker runtime.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     bench_serve.add_argument("--max-batch", type=int, default=32)
     bench_serve.add_argument("--max-wait-ms", type=float, default=5.0)
     bench_serve.add_argument("--threads", type=int, help="torch threads of each side (default: half the cores, at least 1)")
+    sub.add_parser("verify", help="Replay intervals of a job's training (the request, keys included, comes as one JSON line on "
+                   "stdin; see worker/verify.py); exit 0: all replayed intervals agree, 1: one diverges, 2: could not verify.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "json", False) is False else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
         return {"run": _run, "bench": _bench, "predict": _predict, "check": _check, "serve": _serve,
-                "bench-serve": _bench_serve}[args.command](args)
+                "bench-serve": _bench_serve, "verify": _verify}[args.command](args)
     except LlmosError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

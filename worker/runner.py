@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,10 +27,11 @@ from web3.exceptions import Web3Exception
 from llmos_chain.attestation import Attestation, sign
 from llmos_chain.chain.contracts import call
 from llmos_chain.chain.deploy import Suite
-from llmos_chain.chain.market import JobState, client_key, get_job
+from llmos_chain.chain.market import JobState, arbiter_key, client_key, get_job
 from llmos_chain.crypto import stream
 from llmos_chain.crypto.fetch import fetch
-from llmos_chain.crypto.keys import EncryptionKey, KeyKind, OutputContext, public_key_from_bytes, unwrap_key, wrap_key
+from llmos_chain.crypto.keys import (CheckpointContext, EncryptionKey, KeyKind, OutputContext, public_key_from_bytes, unwrap_key,
+                                    wrap_key)
 from llmos_chain.datasets import grant_context, latest_grant
 from llmos_chain.errors import ChainError, IntegrityError, LlmosError, SealedDataError, TransientError, WorkerError
 from worker import data as data_mod
@@ -66,6 +68,48 @@ class RunResult:
     bundle: Path
     metrics: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+
+
+#: Sealed checkpoints one job may keep (bytes): past it only every k-th record keeps one, so that full fine-tuning of a
+#: large model stays practical (a replay then starts from the nearest kept checkpoint).
+CHECKPOINT_BUDGET_BYTES = 4 << 30
+
+
+class SealedCheckpoints:
+    """The trainer's checkpoints, each sealed to the job's checkpoint key as it is made (plaintext never on disk).
+
+    Record k keeps one when (k - 1) is a multiple of `every`; `every` is set at the first checkpoint from its size so
+    that all of them fit the budget. The commitment a record carries is the BLAKE3 hash of the sealed file."""
+
+    def __init__(self, directory: Path, key: bytes, records: int, budget: int = CHECKPOINT_BUDGET_BYTES) -> None:
+        self.directory, self.key, self.records, self.budget = directory, key, max(1, records), budget
+        self.every = 1
+        self.sizes: list[int] = []
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def wanted(self, record: int) -> bool:
+        return (record - 1) % self.every == 0
+
+    def put(self, record: int, blob: bytes) -> str:
+        if record == 1:
+            self.every = max(1, -(-len(blob) * self.records // self.budget))
+        sealed, _ = stream.seal_bytes(blob, self.key)
+        (self.directory / f"{record}.sealed").write_bytes(sealed)
+        self.sizes.append(len(sealed))
+        return blake3.blake3(sealed).hexdigest()
+
+
+def checkpoint_sink(suite: Suite, job_id: int, directory: Path, records: int) -> tuple[SealedCheckpoints, bytes] | None:
+    """A sink sealing this job's checkpoints to the market's arbiter key, and that key's grant to the arbiter; None
+    when the market has no arbiter key (then a dispute replays from the base model, through the whole job)."""
+    key = arbiter_key(suite)
+    if key is None:
+        return None
+    public_key_from_bytes(key.kind, key.public)
+    data_key = stream.new_data_key()
+    verifier = str(call(suite.market.functions.arbiter()))
+    wrapped = wrap_key(data_key, key.kind, key.public, CheckpointContext(int(suite.w3.eth.chain_id), suite.market.address, job_id, verifier))
+    return SealedCheckpoints(directory, data_key, records), wrapped
 
 
 def read_job(suite: Suite, job_id: int) -> JobSpec:
@@ -168,11 +212,18 @@ def run_job(
         loaded = models.load(recipe, len(dataset.label_names) if dataset.label_names else None, job.base_model_hash)
         train_b = train.encode(train_set, loaded, recipe.hyper.max_length)
         eval_b = train.encode(eval_set, loaded, recipe.hyper.max_length)
-        step("train", steps=recipe.hyper.steps, examples=len(train_set))
+        total_steps = recipe.hyper.total_steps(len(train_set))
+        ckpt_dir = work_dir / "checkpoints" / str(job_id)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        try:
+            sink = checkpoint_sink(suite, job_id, ckpt_dir, -(-total_steps // recipe.hyper.trajectory_every))
+        except SealedDataError:  # an arbiter key no checkpoint can be sealed to: none kept (a replay starts at step 0)
+            sink = None
+        step("train", steps=recipe.hyper.steps, examples=len(train_set), checkpoints=sink is not None)
         every = max(1, recipe.hyper.steps // 10)
         result = train.train(loaded, recipe, train_b, eval_b,
                              on_step=lambda s, loss: step("progress", step=s, loss=round(loss, 4)) if s % every == 0 else None,
-                             label_names=dataset.label_names)
+                             label_names=dataset.label_names, checkpoints=sink[0] if sink else None)
         timings["train_s"] = result.train_seconds
         timings["step_seconds"] = result.step_seconds  # type: ignore[assignment]
         timings["step_tokens"] = result.step_tokens  # type: ignore[assignment]
@@ -203,7 +254,8 @@ def run_job(
             start_time=started, end_time=max(started, _chain_time(suite)),
         )
         signature = sign(att, signer, int(suite.w3.eth.chain_id), suite.market.address)
-        bundle = _write_bundle(results_dir / str(job_id), sealed_output, wrapped, metrics_bytes, result, att, signature)
+        bundle = _write_bundle(results_dir / str(job_id), sealed_output, wrapped, metrics_bytes, result, att, signature,
+                               (ckpt_dir, sink[1]) if sink else None)
         step("attested", output_hash="0x" + att.output_hash.hex())
         timings["total_s"] = marks[-1][1] - begun
         # each phase's seconds, named by the step that began it: "start" (reading the job) … "evaluated" (seal, attest)
@@ -222,9 +274,16 @@ def run_job(
 
 
 def _write_bundle(directory: Path, sealed_output: bytes, wrapped: bytes, metrics: bytes, result: train.TrainResult,
-                  att: Attestation, signature: bytes) -> Path:
-    """The result store entry: sealed output, its wrapped key, metrics, trajectory records and the attestation."""
+                  att: Attestation, signature: bytes, checkpoints: tuple[Path, bytes] | None = None) -> Path:
+    """The result store entry: sealed output, its wrapped key, metrics, trajectory records, the attestation, and the
+    sealed checkpoints with their key wrapped to the arbiter (`checkpoints/K.sealed`, `checkpoints.key`)."""
     directory.mkdir(parents=True, exist_ok=True)
+    if checkpoints is not None:
+        source, ckpt_key = checkpoints
+        target = directory / "checkpoints"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.move(str(source), str(target))
+        (directory / "checkpoints.key").write_bytes(ckpt_key)
     (directory / "output.sealed").write_bytes(sealed_output)
     (directory / "output.key").write_bytes(wrapped)
     (directory / "metrics.json").write_bytes(metrics)

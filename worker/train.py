@@ -12,13 +12,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import blake3
 import torch
 
 from llmos_chain.crypto import merkle
-from llmos_chain.errors import RecipeError
+from llmos_chain.errors import CheckpointError, RecipeError
 from worker.data import Dataset
 from worker.models import Loaded
 from llmos_chain.recipe import Method, Recipe, Task
@@ -42,10 +42,21 @@ class TrajectoryRecord:
     loss: float
     lr: float
     weights_hash: str
+    checkpoint: str = ""  # BLAKE3 of the sealed checkpoint kept at this record ("" when none was kept)
 
     def encode(self) -> bytes:
-        return json.dumps({"step": self.step, "loss": self.loss, "lr": self.lr, "weights_hash": self.weights_hash},
-                          sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps({"step": self.step, "loss": self.loss, "lr": self.lr, "weights_hash": self.weights_hash,
+                           "checkpoint": self.checkpoint}, sort_keys=True, separators=(",", ":")).encode()
+
+
+class CheckpointSink(Protocol):
+    """Where the trainer's checkpoints go (the runner seals each one to the verifier's key as it is made)."""
+
+    def wanted(self, record: int) -> bool:
+        """Whether to keep a checkpoint at the `record`-th trajectory record (counting from 1)."""
+
+    def put(self, record: int, blob: bytes) -> str:
+        """Keep `blob` (a plaintext checkpoint); returns the commitment the trajectory record carries."""
 
 
 @dataclass
@@ -221,64 +232,176 @@ def set_deterministic(seed: int, enabled: bool) -> None:
     torch.use_deterministic_algorithms(enabled)
 
 
+CHECKPOINT_FORMAT = "llmos-checkpoint/1"
+
+
+class Trainer:
+    """The training loop's whole state, one step at a time, with checkpoints that resume it bit-identically.
+
+    A checkpoint holds the trainable weights (the adapter and head for LoRA, everything for full fine-tuning), the
+    optimizer's moments and step counts, the schedule's position, both RNG states (dropout and the data order), the
+    current epoch's order and the position in it. Replaying from one with the same base model and data reaches the
+    same weights hash at every later record, on CPU bit for bit (`llmos verify` relies on it).
+    """
+
+    def __init__(self, loaded: Loaded, recipe: Recipe, train_split: Batchable) -> None:
+        hyper = recipe.hyper
+        self.recipe, self.split = recipe, train_split
+        self.dev = device()
+        set_deterministic(hyper.seed, hyper.deterministic if hyper.deterministic is not None else self.dev.type == "cpu")
+        self.model = apply_method(loaded, recipe).to(self.dev)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if not self.params:
+            raise RecipeError("the recipe leaves no trainable parameters")
+        self.named = sorted((name, p) for name, p in self.model.named_parameters() if p.requires_grad)
+        self.optimizer = torch.optim.AdamW(self.params, lr=hyper.learning_rate, weight_decay=hyper.weight_decay)
+        self.n = train_split.input_ids.shape[0]
+        total = self.total = hyper.total_steps(self.n)
+        warm = hyper.warmup_steps
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / max(1, warm)) * max(0.0, 1 - s / total) if warm else max(0.0, 1 - s / total)
+        )
+        self.gen = torch.Generator().manual_seed(hyper.seed)
+        self.order = torch.randperm(self.n, generator=self.gen)
+        self.cursor = 0
+        self.step = 0
+        self.use_bf16 = self.dev.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The next batch's tensors, on the device, in the seeded order (a new order each epoch)."""
+        bs = self.recipe.hyper.batch_size
+        if self.cursor + bs > self.n:
+            self.order, self.cursor = torch.randperm(self.n, generator=self.gen), 0
+        idx = self.order[self.cursor : self.cursor + bs]
+        self.cursor += bs
+        split = self.split
+        ids, mask, labels = split.input_ids[idx], split.attention_mask[idx], split.labels[idx]
+        width = int(mask.sum(1).max())
+        ids, mask = ids[:, :width].contiguous().to(self.dev), mask[:, :width].contiguous().to(self.dev)
+        labels = (labels if self.recipe.task is Task.SEQUENCE_CLASSIFICATION else labels[:, :width].contiguous()).to(self.dev)
+        return ids, mask, labels
+
+    def train_step(self) -> tuple[float, int]:
+        """One optimizer step; returns its loss and how many (non-padding) tokens it saw."""
+        ids, mask, labels = self.batch()
+        with torch.autocast(device_type=self.dev.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return float(loss.detach()), int(mask.sum())
+
+    def lr(self) -> float:
+        return float(self.schedule.get_last_lr()[0])
+
+    def weights_hash(self) -> str:
+        return trainable_hash(self.model)
+
+    # ---------------------------------------------------------------- checkpoints
+    def checkpoint(self) -> bytes:
+        """The state after `self.step` steps as safetensors bytes (one canonical-JSON metadata key: deterministic)."""
+        from safetensors.torch import save
+
+        index = {id(p): i for i, p in enumerate(self.params)}
+        tensors: dict[str, torch.Tensor] = {}
+        for name, p in self.named:
+            tensors[f"param/{name}"] = p.detach().to("cpu", torch.float32).contiguous().clone()
+        state = self.optimizer.state_dict()
+        for i, per in state["state"].items():
+            for key, value in per.items():
+                tensors[f"opt/{i}/{key}"] = value.detach().to("cpu").contiguous().clone().reshape(-1)
+        tensors["rng/torch"] = torch.get_rng_state()
+        tensors["rng/order"] = self.gen.get_state()
+        tensors["order"] = self.order.clone()
+        if self.dev.type == "cuda":
+            tensors["rng/cuda"] = torch.cuda.get_rng_state()
+        schedule = {k: v for k, v in self.schedule.state_dict().items() if k != "lr_lambdas"}
+        meta = {"format": CHECKPOINT_FORMAT, "recipe_hash": self.recipe.hash().hex(), "step": self.step, "cursor": self.cursor,
+                "param_groups": state["param_groups"], "schedule": schedule, "params": [n for n, _ in self.named],
+                "index": {n: index[id(p)] for n, p in self.named}}
+        return save(tensors, metadata={"llmos": json.dumps(meta, sort_keys=True, separators=(",", ":"))})
+
+    def restore(self, blob: bytes) -> None:
+        """Resume from `checkpoint()`'s bytes; raises CheckpointError for bytes that are not a checkpoint of this job."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load
+
+        try:
+            tensors = load(bytes(blob))
+            from safetensors import safe_open  # noqa: F401  (metadata via the header below)
+            header_len = int.from_bytes(bytes(blob[:8]), "little")
+            meta = json.loads(json.loads(bytes(blob[8 : 8 + header_len]))["__metadata__"]["llmos"])
+        except (SafetensorError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"not a readable checkpoint: {exc}") from None
+        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("recipe_hash") != self.recipe.hash().hex():
+            raise CheckpointError("the checkpoint is not one of this recipe's")
+        if meta.get("params") != [n for n, _ in self.named]:
+            raise CheckpointError("the checkpoint's trainable parameters are not this model's")
+        try:
+            with torch.no_grad():
+                for name, p in self.named:
+                    value = tensors[f"param/{name}"]
+                    if value.shape != p.shape:
+                        raise CheckpointError(f"checkpoint tensor {name} has shape {tuple(value.shape)}, not {tuple(p.shape)}")
+                    p.copy_(value.to(p.device, p.dtype))
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for key, value in tensors.items():
+                if key.startswith("opt/"):
+                    _, i, field_name = key.split("/", 2)
+                    ref = self.params[int(i)]
+                    shaped = value if field_name == "step" else value.reshape(ref.shape)
+                    state.setdefault(int(i), {})[field_name] = shaped.reshape(()) if field_name == "step" else shaped
+            self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+            self.schedule.load_state_dict({**meta["schedule"], "lr_lambdas": [None] * len(self.optimizer.param_groups)})
+            torch.set_rng_state(tensors["rng/torch"])
+            self.gen.set_state(tensors["rng/order"])
+            if "rng/cuda" in tensors and self.dev.type == "cuda":
+                torch.cuda.set_rng_state(tensors["rng/cuda"])
+            self.order = tensors["order"].clone()
+            self.cursor, self.step = int(meta["cursor"]), int(meta["step"])
+        except CheckpointError:
+            raise
+        except (KeyError, ValueError, RuntimeError, IndexError, TypeError) as exc:
+            raise CheckpointError(f"the checkpoint does not fit this job: {type(exc).__name__}: {exc}") from None
+
+
 def train(
     loaded: Loaded, recipe: Recipe, train_split: Batchable, eval_split: Batchable,
     on_step: Callable[[int, float], None] | None = None, label_names: list[str] | None = None,
+    checkpoints: CheckpointSink | None = None,
 ) -> TrainResult:
-    """Evaluate, train `recipe.hyper.steps` steps, evaluate again; record the trajectory; export the weights."""
+    """Evaluate, train `recipe.hyper.steps` steps, evaluate again; record the trajectory; export the weights.
+
+    With `checkpoints`, the state at each record it wants is checkpointed and the record carries its commitment."""
     hyper = recipe.hyper
-    dev = device()
-    set_deterministic(hyper.seed, hyper.deterministic if hyper.deterministic is not None else dev.type == "cpu")
-    model = apply_method(loaded, recipe).to(dev)
-    task = recipe.task
+    trainer = Trainer(loaded, recipe, train_split)
+    model, dev, task = trainer.model, trainer.dev, recipe.task
     metric_name, higher = {Task.SEQUENCE_CLASSIFICATION: ("accuracy", True), Task.TOKEN_CLASSIFICATION: ("token_accuracy", True),
                            Task.CAUSAL_LM: ("perplexity", False)}[task]
     before = evaluate(model, eval_split, task, hyper.batch_size, dev)
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise RecipeError("the recipe leaves no trainable parameters")
-    optimizer = torch.optim.AdamW(params, lr=hyper.learning_rate, weight_decay=hyper.weight_decay)
-    total = hyper.total_steps(train_split.input_ids.shape[0])
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / max(1, hyper.warmup_steps)) * max(0.0, 1 - s / total) if hyper.warmup_steps else max(0.0, 1 - s / total)
-    )
-    gen = torch.Generator().manual_seed(hyper.seed)
-    n = train_split.input_ids.shape[0]
-    order = torch.randperm(n, generator=gen)
-    cursor = 0
-    use_bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
     losses: list[float] = []
     trajectory: list[TrajectoryRecord] = []
     tokens = 0
     step_tokens: list[int] = []
     step_seconds: list[float] = []
     model.train()
+    total = trainer.total
     t0 = time.perf_counter()
     for step in range(1, total + 1):
         t_step = time.perf_counter()
-        if cursor + hyper.batch_size > n:
-            order, cursor = torch.randperm(n, generator=gen), 0
-        idx = order[cursor : cursor + hyper.batch_size]
-        cursor += hyper.batch_size
-        ids, mask, labels = train_split.input_ids[idx], train_split.attention_mask[idx], train_split.labels[idx]
-        width = int(mask.sum(1).max())
-        ids, mask = ids[:, :width].contiguous().to(dev), mask[:, :width].contiguous().to(dev)
-        labels = (labels if task is Task.SEQUENCE_CLASSIFICATION else labels[:, :width].contiguous()).to(dev)
-        step_tokens.append(int(mask.sum()))
-        tokens += step_tokens[-1]
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        value = float(loss.detach())
+        value, seen = trainer.train_step()
+        step_tokens.append(seen)
+        tokens += seen
         losses.append(value)
         if on_step is not None:
             on_step(step, value)
         if step % hyper.trajectory_every == 0 or step == total:
-            trajectory.append(TrajectoryRecord(step, value, float(schedule.get_last_lr()[0]), trainable_hash(model)))
+            record = TrajectoryRecord(step, value, trainer.lr(), trainer.weights_hash())
+            if checkpoints is not None and checkpoints.wanted(len(trajectory) + 1):
+                record.checkpoint = checkpoints.put(len(trajectory) + 1, trainer.checkpoint())
+            trajectory.append(record)
         step_seconds.append(time.perf_counter() - t_step)
     seconds = time.perf_counter() - t0
     after = evaluate(model, eval_split, task, hyper.batch_size, dev)

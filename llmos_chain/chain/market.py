@@ -428,6 +428,16 @@ class MarketClient:
     def resolve_dispute(self, job_id: int, worker_wins: bool, terms: JobTerms | None = None) -> TxReceipt:
         return self._market("resolveDispute", job_id, self._terms(job_id, terms), worker_wins)
 
+    def resolve_with_evidence(self, job_id: int, worker_wins: bool, evidence: ReplayEvidence,
+                              terms: JobTerms | None = None) -> TxReceipt:
+        return self._market("resolveDisputeWithEvidence", job_id, self._terms(job_id, terms), worker_wins, evidence.as_tuple())
+
+    def set_arbiter_key(self, key_id: int) -> TxReceipt:
+        return self._market("setArbiterKey", key_id)
+
+    def grant_verifier(self, job_id: int, wrapped_key: bytes, terms: JobTerms | None = None) -> TxReceipt:
+        return self._market("grantVerifier", job_id, self._terms(job_id, terms), wrapped_key)
+
     def finalize(self, job_id: int, terms: JobTerms | None = None) -> TxReceipt:
         return self._market("finalize", job_id, self._terms(job_id, terms))
 
@@ -447,6 +457,26 @@ class MarketClient:
 
     def job(self, job_id: int) -> JobView:
         return get_job(self.suite, job_id)
+
+
+@dataclass(frozen=True)
+class ReplayEvidence:
+    """What decided a dispute by replay (`DisputeEvidence`): the interval named, the weights hash the worker recorded at
+    its end, the one the replay reached (zero when nothing was replayed), and the BLAKE3 hash of the arbiter's report."""
+
+    interval: int
+    expected: bytes
+    replayed: bytes
+    report_hash: bytes
+
+    def as_tuple(self) -> tuple[int, bytes, bytes, bytes]:
+        return (self.interval, self.expected.rjust(32, b"\0")[:32], self.replayed.rjust(32, b"\0")[:32], self.report_hash)
+
+
+def arbiter_key(suite: Suite) -> ClientKey | None:
+    """The key the market's arbiter named for verifier grants and sealed checkpoints, if any."""
+    key_id = int(call(suite.market.functions.arbiterKeyId()))
+    return client_key(suite, key_id) if key_id else None
 
 
 def dispute_bond(suite: Suite) -> int:

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from llmos_chain import __version__
-from llmos_chain.cli import agent, audit, bench, chain, coordinator, dataset, demo, devnet, hashes, job, keys, serve
+from llmos_chain.cli import agent, arbiter, audit, bench, chain, coordinator, dataset, demo, devnet, hashes, job, keys, serve, verify
 from llmos_chain.cli.output import error
 from llmos_chain.errors import LlmosError
 
@@ -23,8 +23,10 @@ app.command("audit", help=audit.audit.__doc__)(audit.audit)
 app.command("deploy", help=chain.deploy.__doc__)(chain.deploy)
 app.command("devnet", help=devnet.devnet.__doc__)(devnet.devnet)
 app.command("serve", help=serve.serve.__doc__)(serve.serve)
+app.command("verify", help=verify.verify.__doc__)(verify.verify)
 app.add_typer(job.app, name="job")
 app.add_typer(agent.app, name="agent")
+app.add_typer(arbiter.app, name="arbiter")
 app.add_typer(coordinator.app, name="coordinator")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(keys.app, name="keys")

@@ -136,14 +136,35 @@ class OutputContext:
         )
 
 
-def wrap_key(data_key: bytes, kind: KeyKind, recipient_public: bytes, context: GrantContext | OutputContext) -> bytes:
+@dataclass(frozen=True)
+class CheckpointContext:
+    """What a job's checkpoint key is for: replaying that job's training, by the verifier (the market's arbiter)."""
+
+    chain_id: int
+    market: str
+    job_id: int
+    verifier: str
+
+    def info(self) -> bytes:
+        return (
+            b"llmos-checkpoints/1"
+            + struct.pack(">QQ", self.chain_id, self.job_id)
+            + to_canonical_address(self.market)
+            + to_canonical_address(self.verifier)
+        )
+
+
+Context = GrantContext | OutputContext | CheckpointContext
+
+
+def wrap_key(data_key: bytes, kind: KeyKind, recipient_public: bytes, context: Context) -> bytes:
     """HPKE-seal `data_key` to the recipient for exactly this context (enc ‖ ciphertext)."""
     if len(data_key) != KEY_LEN:
         raise SealedDataError(f"a data key is {KEY_LEN} bytes")
     return bytes(kind.suite().encrypt(bytes(data_key), public_key_from_bytes(kind, recipient_public), info=context.info()))
 
 
-def unwrap_key(wrapped: bytes, key: EncryptionKey, context: GrantContext | OutputContext) -> bytes:
+def unwrap_key(wrapped: bytes, key: EncryptionKey, context: Context) -> bytes:
     """Open a wrapped data key; fails unless `key` is the recipient and `context` the one it was made for."""
     try:
         data_key = bytes(key.kind.suite().decrypt(bytes(wrapped), key.private_key(), info=context.info()))

@@ -184,6 +184,12 @@ ROWS: list[Row] = [
     Row("agent-dev-account-99", "agent run --config {sb}/agent-dev99.json {chain}", "no dev account 99", chain=True, sub=True),
     Row("agent-key-env-unset", "agent run --config {sb}/agent-env.json {chain}", "NOPE_KEY", chain=True, sub=True),
     Row("agent-unknown-field", "agent run --config {sb}/agent-extra.json {chain}", "surprise", chain=True),
+    # ---- arbiter run / verify
+    Row("arbiter-config-missing", "arbiter run --config {sb}/nope.json {chain}", "not found", chain=True),
+    Row("arbiter-config-incomplete", "arbiter run --config {sb}/agent-empty.json {chain}", "encryption_key", chain=True),
+    Row("verify-unknown-key", "verify 1 --key nokey", "nokey"),
+    Row("verify-negative-job", "verify -1 --key client", "no such option: -1"),
+    Row("verify-negative-interval", "verify 1 --key client --interval -2", "--interval"),
     # ---- coordinator register / run / serve (no state file, no log directory on a refusal)
     Row("coordinator-run-config-missing", "coordinator run --config {sb}/nope.json {chain}", "not found", chain=True),
     Row("coordinator-run-no-workers", "coordinator run --config {sb}/coord-empty.json {chain}", "workers", chain=True, sub=True),

@@ -158,7 +158,7 @@ def test_consistent_garbage_passes_the_public_audit_but_not_the_client_audit(set
                           "before": 0.1, "after": 0.99, "higher_is_better": True, "steps": 40, "train_examples": 100,
                           "eval_examples": 20}, sort_keys=True, separators=(",", ":")).encode()
     trajectory = b"".join(json.dumps(r, sort_keys=True, separators=(",", ":")).encode() + b"\n" for r in
-                          [{"step": 20, "loss": 1.0, "lr": 0.01, "weights_hash": "cd" * 32}, {"step": 40, "loss": 0.5, "lr": 0.0, "weights_hash": final}])
+                          [{"step": 20, "loss": 1.0, "lr": 0.01, "weights_hash": "cd" * 32, "checkpoint": ""}, {"step": 40, "loss": 0.5, "lr": 0.0, "weights_hash": final, "checkpoint": ""}])
     bundle = _submit_forged(setup, job_id, {"output.sealed": sealed,
                                            "output.key": wrap_key(out_key, KeyKind.X25519, setup.client_key.public_bytes(), context),
                                            "metrics.json": metrics, "trajectory.jsonl": trajectory})
