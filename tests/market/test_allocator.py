@@ -206,11 +206,11 @@ def test_bench_alloc_json_interface() -> None:
 
 
 def test_bench_runs_above_1000_jobs_get_5_s() -> None:
-    from llmos_chain.bench.alloc import DEFAULT_RUNS, _limit
+    from llmos_chain.bench.alloc import ALL_FAMILIES, DEFAULT_RUNS, _limit
 
     assert _limit(1000, 2.0) == 2.0 and _limit(10000, 2.0) == 5.0 and _limit(10000, 8.0) == 8.0
-    assert ("random", 10000, 1000) in DEFAULT_RUNS
-    assert {f for f, _, _ in DEFAULT_RUNS} == set(FAMILIES)
+    assert ("random", 10000, 1000) in DEFAULT_RUNS and ("cluster", 2000, 200) in DEFAULT_RUNS
+    assert {f for f, _, _ in DEFAULT_RUNS} == set(ALL_FAMILIES)
 
 
 @pytest.mark.slow
