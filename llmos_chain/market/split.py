@@ -181,16 +181,17 @@ def split_lagrangian_bound(s: _Arrays, gpu_prices: Any, node_penalty: float) -> 
     return bound, usage - s.free
 
 
-def _improve_bound(s: _Arrays, start: Any, incumbent: float, node_penalty: float, until: float,
+def _improve_bound(s: _Arrays, start: Any, incumbent: float, node_penalty: float, until: float, gap: float = 0.0,
                    max_steps: int = 300) -> float:
-    """The best Lagrangian bound over subgradient steps from `start` (Polyak steps towards the incumbent)."""
+    """The best Lagrangian bound over subgradient steps from `start` (Polyak steps towards the incumbent), stopping
+    once the incumbent is within `gap` of it."""
     import numpy as np
 
     lam = np.maximum(np.asarray(start, dtype=float), 0.0)
     best, g = split_lagrangian_bound(s, lam, node_penalty)
     theta, stale = 1.0, 0
     for _ in range(max_steps):
-        if time.perf_counter() >= until or incumbent - best <= 1e-9 * abs(incumbent):
+        if time.perf_counter() >= until or incumbent - best <= max(gap, 1e-9) * abs(incumbent):
             break
         norm = float((g * g).sum())
         if norm == 0:
@@ -341,10 +342,12 @@ def _fill(s: _Arrays, placements: dict[int, dict[int, int]], capacity: Any, node
     return out
 
 
-def _split_lp(s: _Arrays, node_penalty: float, start: dict[int, dict[int, int]], until: float,
-              notes: list[str]) -> tuple[Any, Any, Any, Any] | None:
+def _split_lp(s: _Arrays, node_penalty: float, start: dict[int, dict[int, int]], incumbent: float, gap: float,
+              until: float, notes: list[str]) -> tuple[Any, Any, Any, Any, Any] | None:
     """The split model's LP relaxation by column generation over every compatible pair (y at a / min(D, G), the
-    price cap dropped). Returns (pair jobs, pair nodes, a, x, GPU prices per node) of the last restricted LP solved."""
+    price cap dropped), until the Lagrangian bound at its prices is within `gap` of the incumbent. Returns the last
+    restricted LP's (pair jobs, pair nodes, a, x) and the GPU prices per node, of all rounds', whose Lagrangian bound
+    is best."""
     import highspy
     import numpy as np
 
@@ -358,31 +361,47 @@ def _split_lp(s: _Arrays, node_penalty: float, start: dict[int, dict[int, int]],
     k = min(8, m)
     near = np.argpartition(coef, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
     present[np.repeat(np.arange(n), near.shape[1]), near.ravel()] = True
+    # and each node's most profitable jobs per GPU: GPUs are scarce, so which jobs the nodes take is the LP's choice
+    top = min(48, n)
+    per_gpu_profit = coef - (s.payment / s.demand)[:, None]
+    best_jobs = np.argpartition(per_gpu_profit, top - 1, axis=0)[:top] if top < n else np.tile(np.arange(n)[:, None], (1, m))
+    present[best_jobs.ravel(), np.tile(np.arange(m), best_jobs.shape[0])] = True
     for j, on in start.items():
         present[j, list(on)] = True
     present &= finite
     inf = highspy.kHighsInf
+    # columns: x per job first, then the pairs in the order they enter; rows: Σ a − D x = 0 per job, Σ a ≤ G per node
+    col_j: list[Any] = []
+    col_n: list[Any] = []
+
+    def columns(jj: Any, nn: Any) -> tuple[Any, Any, Any]:
+        col_j.append(jj)
+        col_n.append(nn)
+        return (np.arange(0, 2 * len(jj), 2, dtype=np.int32), np.stack([jj, n + nn], axis=1).ravel().astype(np.int32),
+                np.ones(2 * len(jj)))
+
+    pj, pn = np.nonzero(present)
+    starts, index, value = columns(pj, pn)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n + len(pj), n + m
+    lp.col_cost_ = np.concatenate([-(s.payment + node_penalty), coef[pj, pn]])
+    lp.col_lower_ = np.zeros(lp.num_col_)
+    lp.col_upper_ = np.concatenate([np.ones(n), upper_all[pj, pn]])
+    lp.row_lower_ = np.concatenate([np.zeros(n), np.full(m, -inf)])
+    lp.row_upper_ = np.concatenate([np.zeros(n), s.free])
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.concatenate([np.arange(n), n + starts, [n + len(index)]]).astype(np.int32)
+    lp.a_matrix_.index_ = np.concatenate([np.arange(n, dtype=np.int32), index])
+    lp.a_matrix_.value_ = np.concatenate([-s.demand, value])
+    h = _new_highs()
+    h.passModel(lp)
     result = None
     rounds = 0
+    best_bound, best_lam = -math.inf, np.zeros(m)
     while time.perf_counter() < until:
-        pj, pn = np.nonzero(present)
-        p = len(pj)
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = p + n, n + m
-        lp.col_cost_ = np.concatenate([coef[pj, pn], -(s.payment + node_penalty)])
-        lp.col_lower_ = np.zeros(p + n)
-        lp.col_upper_ = np.concatenate([upper_all[pj, pn], np.ones(n)])
-        lp.row_lower_ = np.concatenate([np.zeros(n), np.full(m, -inf)])
-        lp.row_upper_ = np.concatenate([np.zeros(n), s.free])
-        index = np.stack([pj, n + pn], axis=1).ravel()
-        value = np.ones(2 * p)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.concatenate([np.arange(0, 2 * p, 2), 2 * p + np.arange(n + 1)]).astype(np.int32)
-        lp.a_matrix_.index_ = np.concatenate([index, np.arange(n)]).astype(np.int32)
-        lp.a_matrix_.value_ = np.concatenate([value, -s.demand])
-        h = _new_highs()
-        h.setOptionValue("time_limit", max(0.01, until - time.perf_counter()))
-        h.passModel(lp)
+        t_round = time.perf_counter()
+        # HiGHS's time limit counts the instance's run time over all its runs
+        h.setOptionValue("time_limit", h.getRunTime() + max(0.01, until - time.perf_counter()))
         h.run()
         status = h.modelStatusToString(h.getModelStatus())
         if status != "Optimal":
@@ -392,7 +411,14 @@ def _split_lp(s: _Arrays, node_penalty: float, start: dict[int, dict[int, int]],
         sol = h.getSolution()
         values, duals = np.asarray(sol.col_value), np.asarray(sol.row_dual)
         u, lam = duals[:n], np.maximum(-duals[n:], 0.0)
-        result = (pj, pn, values[:p], values[p:], lam)
+        # a restricted LP's prices are not yet the LP's: keep those whose Lagrangian bound is best so far
+        value_at, _ = split_lagrangian_bound(s, lam, node_penalty)
+        if value_at > best_bound:
+            best_bound, best_lam = value_at, lam
+        cj, cn = np.concatenate(col_j), np.concatenate(col_n)
+        result = (cj, cn, values[n:], values[:n], best_lam)
+        if incumbent - best_bound <= gap * abs(incumbent):
+            break
         reduced = coef + lam[None, :] - u[:, None]
         reduced[present | ~finite] = np.inf
         entering = reduced < -1e-7
@@ -403,8 +429,19 @@ def _split_lp(s: _Arrays, node_penalty: float, start: dict[int, dict[int, int]],
         pick = np.argpartition(reduced[rows], e - 1, axis=1)[:, :e] if e < m else np.tile(np.arange(m), (len(rows), 1))
         jj, ww = np.repeat(rows, pick.shape[1]), pick.ravel()
         keep = reduced[jj, ww] < -1e-7
-        present[jj[keep], ww[keep]] = True
-    notes.append(f"split LP: {rounds} rounds, {int(present.sum())} columns")
+        # and the most negative reduced costs per GPU over all pairs
+        flat = (reduced / s.demand[:, None]).ravel()
+        many = min(10_000, flat.size - 1)
+        most = np.argpartition(flat, many)[:many]
+        most = most[flat[most] < -1e-7]
+        key = np.unique(np.concatenate([jj[keep] * m + ww[keep], most]))
+        jj, ww = key // m, key % m
+        present[jj, ww] = True
+        starts, index, value = columns(jj, ww)
+        h.addCols(len(jj), coef[jj, ww], np.zeros(len(jj)), upper_all[jj, ww], len(index), starts, index, value)
+        if until - time.perf_counter() < 0.5 * (time.perf_counter() - t_round):
+            break  # another round would hardly finish in time
+    notes.append(f"split LP: {rounds} rounds, {int(present.sum())} columns, Lagrangian {best_bound:.6g}")
     return result
 
 
@@ -416,7 +453,7 @@ def _large_split(s: _Arrays, best: dict[int, dict[int, int]], until: float, gap:
     import numpy as np
 
     t = time.perf_counter()
-    lp = _split_lp(s, node_penalty, best, t + 0.5 * (until - t), notes)
+    lp = _split_lp(s, node_penalty, best, _value(s, best, node_penalty), gap, t + 0.6 * (until - t), notes)
     if lp is None:
         return best, None
     pj, pn, a, x, lam = lp
@@ -494,7 +531,10 @@ def allocate_split(jobs: Sequence[JobDemand], nodes: Sequence[WorkerSupply], tim
             if lam is not None:
                 prices = lam
     incumbent = _value(s, best, node_penalty)
-    lagrangian = _improve_bound(s, prices, incumbent, node_penalty, max(deadline, time.perf_counter() + 0.05))
+    if incumbent - bound <= gap * abs(incumbent):  # the whole model's bound is close enough already
+        lagrangian = -math.inf
+    else:
+        lagrangian = _improve_bound(s, prices, incumbent, node_penalty, max(deadline, time.perf_counter() + 0.05), gap)
     bound = min(incumbent, max(bound, lagrangian))
     placements = {jobs[j].job_id: {nodes[n].worker: g for n, g in on.items()} for j, on in best.items()}
     check_split(jobs, nodes, placements)
