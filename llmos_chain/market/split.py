@@ -111,7 +111,7 @@ def check_split(jobs: Sequence[JobDemand], nodes: Sequence[WorkerSupply], placem
             if not compatible(job, by_name[name]):
                 raise AllocationError(f"job {job_id} cannot run on node {name} (memory, deadline or price)")
             used[name] = used.get(name, 0) + gpus
-        if sum(gpu_hour_cost(job, by_name[name], gpus) for name, gpus in on.items()) > job.payment * (1 + 1e-12):
+        if sum(gpu_hour_cost(job, by_name[name], gpus) for name, gpus in on.items()) > job.payment:
             raise AllocationError(f"job {job_id} would cost more than it pays")
     for name, gpus in used.items():
         if gpus > by_name[name].free_gpus:
@@ -240,7 +240,10 @@ def _split_milp(s: _Arrays, pj: Any, pn: Any, capacity: Any, start: dict[int, di
     a_value = np.stack([np.ones(p), cost, np.ones(p), np.ones(p)], axis=1).ravel()
     y_index, y_value = 2 * nj + nn + np.arange(p), -upper
     x_index = np.stack([np.arange(nj), nj + np.arange(nj)], axis=1).ravel()
-    x_value = np.stack([-s.demand[jobs], -s.payment[jobs]], axis=1).ravel()
+    # the price cap a hair inside the payment, so HiGHS's feasibility tolerance cannot let a cost past it (a placement
+    # that costs exactly the payment gains nothing over leaving the job open)
+    cap = s.payment[jobs] - 1e-6 * np.maximum(1.0, s.payment[jobs])
+    x_value = np.stack([-s.demand[jobs], -cap], axis=1).ravel()
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = np.concatenate([np.arange(0, 4 * p, 4), 4 * p + np.arange(p), 5 * p + np.arange(0, 2 * nj + 1, 2)]).astype(np.int32)
     lp.a_matrix_.index_ = np.concatenate([a_index, y_index, x_index]).astype(np.int32)

@@ -235,3 +235,10 @@ def test_bad_arguments_are_refused() -> None:
         allocate_split([], [], time_limit_s=0)
     with pytest.raises(AllocationError, match="penalty"):
         allocate_split([], [], node_penalty=-1)
+
+
+def test_empty_inputs() -> None:
+    assert allocate_split([], [_node("a", 8)]).placements == {}
+    for nodes in ([], [_node("a", 0)]):
+        result = allocate_split([_job(1, 4, payment=10.0)], nodes)
+        assert result.placements == {} and result.objective == 10.0 and result.bound == 10.0 and result.gap == 0.0
