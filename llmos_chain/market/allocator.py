@@ -8,7 +8,8 @@ free GPUs.
 Objective (minimised): Σ cost[j, w]·x[j, w] + Σ payment[j]·(1 − Σ_w x[j, w]) — running a job costs the
 provider its price for the time, and leaving one open forgoes its payment. Equivalently, the most
 profit (payment − cost) over the jobs scheduled. The seed document's form (spread a demand D over nodes
-of capacity R_i at least cost) is this program with one job split across workers.
+of capacity R_i at least cost) is the one-job case of the split program in `split.py`, which lets a job's GPUs
+span several workers and starts from this program's allocation.
 
 Solved by HiGHS (through pulp and highspy) with a time limit and a relative gap; CBC is the fallback.
 `sol_status` is read, never assumed: without a feasible solution the greedy allocation is used, and
