@@ -5,7 +5,10 @@ GPUs already busy) and a batch of jobs (1–8 GPUs, 16–80 GiB, a few GPU-hours
 a typical price, deadlines of 2–48 hours); greedy is within about 0.5 % of the bound there. The hard families
 (`tight_memory`, `deadlines`, `few_fit`, `multi_gpu`) use the same GPU classes with a job mix where the
 cheapest GPUs per unit of work are the ones some jobs cannot do without, so greedy (most profit per GPU first,
-cheapest fitting worker) is 5 % or more above the bound. Seeds are fixed, so a run is repeatable.
+cheapest fitting worker) is 5 % or more above the bound. The `cluster` family is a provider's Ray cluster (nodes
+of 8 GPUs, a tenth of the jobs larger than one node): solved by the split allocation (`split.allocate_split`) beside
+today's packed `allocate` and greedy, all three against the split program's proven bound. Seeds are fixed, so a run is
+repeatable.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ CLASSES = [  # name, GiB, GPUs, price per GPU-hour, speed
 
 def instance(n_jobs: int, n_workers: int, seed: int = 0, family: str = "random") -> tuple[list[JobDemand], list[WorkerSupply]]:
     rnd = random.Random(seed)
+    if family == "cluster":
+        return _cluster(n_jobs, n_workers, rnd)
     if family != "random":
         return _hard(family, n_jobs, n_workers, rnd)
     workers = []
@@ -43,6 +48,9 @@ def instance(n_jobs: int, n_workers: int, seed: int = 0, family: str = "random")
 
 
 FAMILIES = ("random", "tight_memory", "deadlines", "few_fit", "multi_gpu")
+#: Families solved by the split allocation (jobs may span nodes).
+SPLIT_FAMILIES = ("cluster",)
+ALL_FAMILIES = FAMILIES + SPLIT_FAMILIES
 
 _BY_NAME = {c[0]: c for c in CLASSES}
 
@@ -124,9 +132,28 @@ def _hard(family: str, n_jobs: int, n_workers: int, rnd: random.Random) -> tuple
     return jobs, workers
 
 
+def _cluster(n_jobs: int, n_nodes: int, rnd: random.Random) -> tuple[list[JobDemand], list[WorkerSupply]]:
+    """Nodes of 8 GPUs (L4, A100, H100; most idle, some with a few GPUs busy); jobs of 1–8 GPUs and a tenth of
+    12–32 GPUs, priced like the random family, so the big ones are worth as much per GPU as the rest."""
+    nodes = []
+    for i in range(n_nodes):
+        name, mem, _, price, speed = rnd.choices(CLASSES, [0.3, 0.4, 0.3])[0]
+        free = 8 if rnd.random() < 0.7 else rnd.randint(4, 7)
+        nodes.append(WorkerSupply(f"{name.lower()}-{i}", free, mem, price * rnd.uniform(0.8, 1.2), speed * rnd.uniform(0.9, 1.1)))
+    jobs = []
+    for j in range(n_jobs):
+        big = rnd.random() < 0.1
+        gpus = rnd.choice([12, 16, 24, 32]) if big else rnd.choice([1, 1, 2, 2, 4, 8])
+        mem = rnd.choice([16, 24, 40]) if big else rnd.choice([16, 16, 24, 40, 80])
+        work = rnd.uniform(0.5, 6.0)
+        typical = 1.6 * gpus * work / 2.5
+        jobs.append(JobDemand(j + 1, gpus, mem, typical * rnd.uniform(1.0, 3.0), rnd.uniform(12 if big else 2, 48) * 3600, work))
+    return jobs, nodes
+
+
 #: The default runs: (family, jobs, workers).
 DEFAULT_RUNS = [("random", 100, 10), ("random", 1000, 100), ("random", 5000, 500), ("random", 10000, 1000)] + [
-    (family, n, m) for family in FAMILIES[1:] for n, m in ((1000, 100), (10000, 1000))]
+    (family, n, m) for family in FAMILIES[1:] for n, m in ((1000, 100), (10000, 1000))] + [("cluster", 200, 20), ("cluster", 2000, 200)]
 
 
 def _limit(n_jobs: int, time_limit_s: float) -> float:
@@ -147,9 +174,9 @@ def run(sizes: list[tuple[int, int]] | None = None, time_limit_s: float = 2.0, f
         raise AllocationError(f"the time limit must be a number of seconds above 0, got {time_limit_s}")
     if sizes is not None and any(n_jobs < 1 or n_workers < 1 for n_jobs, n_workers in sizes):
         raise AllocationError(f"every instance needs at least one job and one worker, got {sizes}")
-    unknown = [f for f in families or [] if f not in FAMILIES]
+    unknown = [f for f in families or [] if f not in ALL_FAMILIES]
     if unknown:
-        raise AllocationError(f"unknown instance family {unknown[0]!r}; known: {', '.join(FAMILIES)}")
+        raise AllocationError(f"unknown instance family {unknown[0]!r}; known: {', '.join(ALL_FAMILIES)}")
     if sizes is None:
         plan = [r for r in DEFAULT_RUNS if families is None or r[0] in families]
     else:
@@ -158,6 +185,9 @@ def run(sizes: list[tuple[int, int]] | None = None, time_limit_s: float = 2.0, f
     for family, n_jobs, n_workers in plan:
         jobs, workers = instance(n_jobs, n_workers, seed, family=family)
         limit = _limit(n_jobs, time_limit_s)
+        if family in SPLIT_FAMILIES:
+            runs.append(_split_run(family, jobs, workers, seed, limit))
+            continue
         lp = allocate(jobs, workers, time_limit_s=limit, gap=0.005)
         t = time.perf_counter()
         base = greedy(jobs, workers)
@@ -174,3 +204,38 @@ def run(sizes: list[tuple[int, int]] | None = None, time_limit_s: float = 2.0, f
             "greedy_cost": base.cost, "time_limit_s": limit, "notes": lp.notes,
         })
     return {"runs": runs}
+
+
+def _split_run(family: str, jobs: list[JobDemand], nodes: list[WorkerSupply], seed: int, limit: float) -> dict[str, Any]:
+    """The split allocation, today's packed MILP and greedy on one instance, all against the split program's bound
+    (valid for the packed ones too: a packed allocation is a split one with every job on one node)."""
+    import time
+
+    from llmos_chain.market.split import allocate_split
+
+    result = allocate_split(jobs, nodes, time_limit_s=limit, gap=0.005)
+    packed = allocate(jobs, nodes, time_limit_s=limit, gap=0.005)
+    t = time.perf_counter()
+    base = greedy(jobs, nodes)
+    greedy_s = time.perf_counter() - t
+    widest = max(n.free_gpus for n in nodes)
+    by_id = {j.job_id: j for j in jobs}
+
+    def off(cost: float) -> float:
+        return max(0.0, (cost - result.bound) / abs(cost)) if cost else 0.0
+
+    return {
+        "family": family, "jobs": len(jobs), "workers": len(nodes), "seed": seed,
+        "solve_s": result.solve_s, "packed_s": packed.solve_s, "greedy_s": greedy_s,
+        "gap": result.gap, "packed_gap": off(packed.cost), "greedy_gap": off(base.cost),
+        "vs_greedy": result.objective / base.cost if base.cost else 1.0,
+        "vs_packed": result.objective / packed.cost if packed.cost else 1.0,
+        "status": result.status, "cost": result.objective, "bound": result.bound,
+        "packed_cost": packed.cost, "greedy_cost": base.cost,
+        "assigned": len(result.placements), "packed_assigned": len(packed.assignments), "greedy_assigned": len(base.assignments),
+        "split_jobs": len(result.split_jobs), "oversize_jobs": sum(j.gpus > widest for j in jobs),
+        "oversize_placed": sum(by_id[j].gpus > widest for j in result.placements),
+        "gpus_requested": sum(j.gpus for j in jobs), "gpus_free": sum(n.free_gpus for n in nodes),
+        "gpus_used": result.gpus_used, "packed_gpus_used": sum(by_id[j].gpus for j in packed.assignments),
+        "time_limit_s": limit, "notes": result.notes,
+    }

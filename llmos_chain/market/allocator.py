@@ -8,7 +8,8 @@ free GPUs.
 Objective (minimised): Σ cost[j, w]·x[j, w] + Σ payment[j]·(1 − Σ_w x[j, w]) — running a job costs the
 provider its price for the time, and leaving one open forgoes its payment. Equivalently, the most
 profit (payment − cost) over the jobs scheduled. The seed document's form (spread a demand D over nodes
-of capacity R_i at least cost) is this program with one job split across workers.
+of capacity R_i at least cost) is the one-job case of the split program in `split.py`, which lets a job's GPUs
+span several workers and starts from this program's allocation.
 
 Solved by HiGHS (through pulp and highspy) with a time limit and a relative gap; CBC is the fallback.
 `sol_status` is read, never assumed: without a feasible solution the greedy allocation is used, and
@@ -56,6 +57,7 @@ class Allocation:
     solve_s: float
     variables: int = 0
     notes: list[str] = field(default_factory=list)
+    prices: Any = None  # each worker's price per GPU from the LP's duals (numpy array; None without an LP)
 
     @property
     def gap(self) -> float:
@@ -444,7 +446,7 @@ def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: f
         jj, ww = key // m, key % m
         present[jj, ww] = True
         add(jj, ww)  # HiGHS re-solves warm from the last basis
-    stats = {"lp_rounds": rounds, "lp_converged": converged, "columns": int(present.sum())}
+    stats: dict[str, Any] = {"lp_rounds": rounds, "lp_converged": converged, "columns": int(present.sum()), "prices": last_prices}
     if values is None:
         return fallback, bound, stats
     cj, cw = np.concatenate(col_job)[: len(values)], np.concatenate(col_worker)[: len(values)]  # the columns last solved
@@ -548,16 +550,21 @@ def allocate(
     worker_pos = {w.worker: i for i, w in enumerate(workers)}
     notes: list[str] = []
     best, bound = fallback.assignments, -math.inf
+    prices = None
     remaining = max(0.05, time_limit_s - (time.perf_counter() - t))
     if solver == "highs" and n_pairs > COLUMN_GENERATION_FROM:
         # leave room for the final check and the objective in Python
         choice, bound, stats = _large(d, fallback_choice, t + 0.75 * time_limit_s, t + 0.9 * time_limit_s, gap, notes)
+        prices = stats.pop("prices", None)
         notes.append(", ".join(f"{k} {v}" for k, v in stats.items()))
         best = _to_assignments(jobs, workers, choice)
     elif solver == "highs":
         model = _build(d)
         # 1. the LP relaxation: a proven bound, and mostly integral; complete its integral part greedily
-        values, _, bound, status = _solve_highs(model, len(jobs), len(workers), {}, remaining, gap, relax=True)
+        duals: list[Any] = []
+        values, _, bound, status = _solve_highs(model, len(jobs), len(workers), {}, remaining, gap, relax=True, duals=duals)
+        if duals:
+            prices = np.maximum(-duals[0][len(jobs):], 0.0)
         if values is not None:
             fixed = np.full(len(jobs), -1, dtype=np.int64)
             whole = values > 1 - 1e-6
@@ -594,9 +601,10 @@ def allocate(
     if best == fallback.assignments and bound == -math.inf:
         fallback.cost = cost
         fallback.solve_s, fallback.notes, fallback.variables = time.perf_counter() - t, notes, n_pairs
+        fallback.prices = prices
         return fallback
     label = "optimal" if cost - bound <= gap * abs(cost) + 1e-9 else "feasible"
-    return Allocation(best, cost, bound, label, time.perf_counter() - t, n_pairs, notes)
+    return Allocation(best, cost, bound, label, time.perf_counter() - t, n_pairs, notes, prices)
 
 
 def _solve_cbc(model: _Model, n_jobs: int, time_limit_s: float, gap: float) -> Any:

@@ -206,11 +206,11 @@ def test_bench_alloc_json_interface() -> None:
 
 
 def test_bench_runs_above_1000_jobs_get_5_s() -> None:
-    from llmos_chain.bench.alloc import DEFAULT_RUNS, _limit
+    from llmos_chain.bench.alloc import ALL_FAMILIES, DEFAULT_RUNS, _limit
 
     assert _limit(1000, 2.0) == 2.0 and _limit(10000, 2.0) == 5.0 and _limit(10000, 8.0) == 8.0
-    assert ("random", 10000, 1000) in DEFAULT_RUNS
-    assert {f for f, _, _ in DEFAULT_RUNS} == set(FAMILIES)
+    assert ("random", 10000, 1000) in DEFAULT_RUNS and ("cluster", 2000, 200) in DEFAULT_RUNS
+    assert {f for f, _, _ in DEFAULT_RUNS} == set(ALL_FAMILIES)
 
 
 @pytest.mark.slow
@@ -222,3 +222,18 @@ def test_10k_jobs_1k_workers_random_within_1_percent_of_a_proven_bound() -> None
     check(jobs, workers, result.assignments)
     assert math.isfinite(result.bound) and result.bound <= result.cost
     assert result.gap <= 0.01 and result.cost <= greedy(jobs, workers).cost + 1e-9
+
+
+@pytest.mark.parametrize("force_large", [False, True])
+def test_allocation_carries_the_lp_gpu_prices(force_large: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`prices` are the LP's worker duals: non-negative, and the Lagrangian bound at them is the LP optimum (the split
+    allocation starts its own bound from them)."""
+    jobs, workers = instance(200, 20, seed=2, family="few_fit")
+    d = A._dense(jobs, workers)
+    _, lp_value, _, status = A._solve_highs(A._build(d), len(jobs), len(workers), {}, 30.0, 0.0, relax=True)
+    assert status == "Optimal"
+    if force_large:
+        monkeypatch.setattr(A, "COLUMN_GENERATION_FROM", 0)
+    result = allocate(jobs, workers, time_limit_s=10, gap=1e-6)
+    assert result.prices is not None and len(result.prices) == len(workers) and (result.prices >= 0).all()
+    assert A.dense_lagrangian_bound(d, result.prices) == pytest.approx(lp_value, rel=1e-3 if force_large else 1e-7)
