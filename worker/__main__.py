@@ -101,6 +101,13 @@ def _bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_verify(args: argparse.Namespace) -> int:
+    from worker.bench_verify import measure
+
+    print(json.dumps(measure(args.model, args.interval_steps, args.intervals, args.cheat_model)))
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from worker.verify import serve_request
 
@@ -150,12 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     bench_serve.add_argument("--threads", type=int, help="torch threads of each side (default: half the cores, at least 1)")
     sub.add_parser("verify", help="Replay intervals of a job's training (the request, keys included, comes as one JSON line on "
                    "stdin; see worker/verify.py); exit 0: all replayed intervals agree, 1: one diverges, 2: could not verify.")
+    bench_verify = sub.add_parser("bench-verify", help="One interval's replay against its training, and the bisection against "
+                                  "each cheat (JSON on stdout).")
+    bench_verify.add_argument("--model", default="minilm-l6", help="the ratio's model: minilm-l6 (default) or tiny-bert")
+    bench_verify.add_argument("--interval-steps", type=int, default=40)
+    bench_verify.add_argument("--intervals", type=int, default=64, help="intervals of the bisection's job")
+    bench_verify.add_argument("--cheat-model", default="tiny-bert")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "json", False) is False else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
         return {"run": _run, "bench": _bench, "predict": _predict, "check": _check, "serve": _serve,
-                "bench-serve": _bench_serve, "verify": _verify}[args.command](args)
+                "bench-serve": _bench_serve, "verify": _verify, "bench-verify": _bench_verify}[args.command](args)
     except LlmosError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

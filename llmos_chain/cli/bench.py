@@ -130,6 +130,43 @@ def finetune(
           [[name, f"{seconds:.3f}"] for name, seconds in result["phases_s"].items()])
 
 
+@app.command("verify")
+def verify(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    model: str = typer.Option("minilm-l6", "--model", help="The ratio's model: minilm-l6 (pretrained) or tiny-bert."),
+    interval_steps: int = typer.Option(40, "--interval-steps", min=1, help="Steps of the interval replayed for the ratio."),
+    intervals: int = typer.Option(64, "--intervals", min=2, help="Intervals of the job the bisection runs on."),
+) -> None:
+    """Verification by replay: one interval's replay (decrypt, load, restore, run) against the same interval's original
+    training (target <= 1.5x), and the bisection against each cheating worker: the first diverging interval it finds
+    and the replays it needs (target <= 8 for 64 intervals). Runs `python -m worker bench-verify` (torch stays out of
+    this CLI)."""
+    import json
+    import subprocess
+    import sys
+
+    from llmos_chain.errors import LlmosError
+
+    proc = subprocess.run([sys.executable, "-m", "worker", "bench-verify", "--model", model, "--interval-steps", str(interval_steps),
+                           "--intervals", str(intervals)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise LlmosError(f"the verification benchmark failed: {tail[0]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if json_out:
+        emit_json(result)
+        return
+    table(f"One interval ({result['interval_steps']} steps of {result['model']}): replay vs original training", ["measure", "value"], [
+        ["original training of the interval (s)", f"{result['train_s']:.2f}"],
+        ["replay: decrypt + load + restore + steps (s)", f"{result['replay_s']:.2f}"],
+        ["  of which the steps (s)", f"{result['replay_steps_s']:.2f}"],
+        ["ratio (target <= 1.5)", f"{result['ratio']:.2f}x"],
+    ])
+    table(f"Bisection on a {result['intervals']}-interval job ({result['cheat_model']})", ["worker", "first diverging interval found",
+          "where it began", "replays"],
+          [[name, str(r["diverging_interval"]), str(r["expected_interval"]), str(r["replays"])] for name, r in result["runs"].items()])
+
+
 @app.command("serve")
 def serve(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),

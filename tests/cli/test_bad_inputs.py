@@ -266,6 +266,7 @@ ROWS: list[Row] = [
     Row("soak-zero-jobs", "bench soak --jobs 0", "--jobs"),
     Row("startup-zero-runs", "bench startup --runs 0", "--runs"),
     Row("bench-serve-zero-seconds", "bench serve --seconds 0", "--seconds"),
+    Row("bench-verify-one-interval", "bench verify --intervals 1", "--intervals"),
     # ---- serve
     Row("serve-port-out-of-range", "serve --job 1 --client-key client --port 70000", "--port"),
     Row("serve-job-over-uint256", "serve --job " + UINT256_OVER + " --client-key client", "--job"),

@@ -25,7 +25,7 @@ from llmos_chain.recipe import Recipe
 from llmos_chain.store import Store
 from llmos_chain.verification import verify_job
 from tests.worker.test_runner import Setup
-from worker import train
+from worker import cheats, train
 
 STEPS, EVERY = 40, 5  # 8 intervals of 5 steps
 
@@ -38,73 +38,7 @@ def _recipe(task: str = "sequence-classification", method: str = "lora", config:
     }))
 
 
-# ------------------------------------------------------------------------------------------ cheating workers
-# Each is the real Trainer with one dishonest change, patched into the worker's training for one run.
-
-
-class FewerSteps(train.Trainer):
-    """From step 16 on (interval 3), every other step skips the update but still counts as a step."""
-
-    def train_step(self) -> tuple[float, int]:
-        if self.step >= 15 and self.step % 2 == 1:
-            _, mask, _ = self.batch()
-            self.schedule.step()
-            self.step += 1
-            return 0.5, int(mask.sum())
-        return super().train_step()
-
-
-class OtherData(train.Trainer):
-    """Trains on other labels than the owner's data has."""
-
-    def __init__(self, loaded: Any, recipe: Recipe, split: train.Batchable) -> None:
-        split = train.Batchable(split.input_ids, split.attention_mask, split.labels.roll(1), split.tokens)
-        super().__init__(loaded, recipe, split)
-
-
-class SwapFinal(train.Trainer):
-    """Trains honestly, then hands in other weights: the last record and the output name the swapped ones."""
-
-    def train_step(self) -> tuple[float, int]:
-        out = super().train_step()
-        if self.step == self.total:
-            with torch.no_grad():
-                for _, p in self.named:
-                    p.add_(0.01)
-        return out
-
-
-class Fabricated(train.Trainer):
-    """Stops training after step 15 and makes up the weights hashes of the records after it."""
-
-    def train_step(self) -> tuple[float, int]:
-        if self.step >= 15:
-            self.batch()
-            self.step += 1
-            return 0.1, 1
-        return super().train_step()
-
-    def weights_hash(self) -> str:
-        return blake3.blake3(f"made up {self.step}".encode()).hexdigest() if self.step > 15 else super().weights_hash()
-
-
-class OtherBase(train.Trainer):
-    """Starts from another base model (the frozen weights perturbed) while attesting the job's."""
-
-    def __init__(self, loaded: Any, recipe: Recipe, split: train.Batchable) -> None:
-        with torch.no_grad():
-            for p in loaded.model.parameters():
-                p.mul_(1.05)
-        super().__init__(loaded, recipe, split)
-
-
-CHEATS: dict[str, tuple[type[train.Trainer], int]] = {  # cheat -> (trainer, the interval where it began)
-    "fewer_steps": (FewerSteps, 3),
-    "other_data": (OtherData, 0),
-    "swapped_final_weights": (SwapFinal, STEPS // EVERY - 1),
-    "fabricated_records": (Fabricated, 3),
-    "other_base_model": (OtherBase, 0),
-}
+CHEATS = {name: (trainer, began(STEPS // EVERY)) for name, (trainer, began) in cheats.CHEATS.items()}
 
 
 # ------------------------------------------------------------------------------------------ the flow
@@ -239,3 +173,21 @@ def test_without_the_owners_grant_the_arbiter_waits_then_leaves_the_default(mark
     assert report.left_to_default == [job_id] and not report.resolved
     assert w.job(job_id).state is JobState.DISPUTED  # nothing sent: the market's default outcome will apply
 
+
+
+@pytest.mark.slow
+def test_bench_verify_reports_the_ratio_and_catches_every_cheat() -> None:
+    """`llmos bench verify --json` on a small job: its fields, an honest job agreeing, every cheat found where it began."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "llmos_chain.cli.main", "bench", "verify", "--json", "--model", "tiny-bert",
+                          "--interval-steps", "5", "--intervals", "8"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    for name in ("replay_s", "train_s", "ratio", "intervals", "bisection_replays", "caught"):
+        assert name in result
+    assert result["ratio"] == pytest.approx(result["replay_s"] / result["train_s"], rel=1e-2)
+    assert result["honest_agrees"] is True
+    assert result["caught"] == {name: began(8) for name, (_, began) in cheats.CHEATS.items()}
+    assert result["bisection_replays"] <= result["max_bisection_replays"] == 5
