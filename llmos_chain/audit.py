@@ -215,6 +215,16 @@ def audit_job(suite: Suite, job_id: int, bundle: Path | None = None, data_key: b
             _check_bundle(report, suite, bundle, rebuilt, rebuilt_digest, str(ev["signer"]), int(result[-1]["blockNumber"]))
             _check_contents(report, bundle, rebuilt, str(terms["recipeURI"]))
 
+    evidence, resolved = by_name.get("DisputeEvidence", []), by_name.get("DisputeResolved", [])
+    if evidence:
+        e = evidence[-1]["args"]
+        agreed = bytes(e["expected"]) == bytes(e["replayed"]) and bytes(e["expected"]) != bytes(32)
+        outcome = bool(resolved[-1]["args"]["workerWins"]) if resolved else None
+        where = "no interval (the bundle itself)" if int(e["interval"]) == 2**32 - 1 else f"interval {e['interval']}"
+        report.check("dispute outcome matches its replay", outcome is not None and outcome == agreed,
+                     f"{where}: recorded {bytes(e['expected']).hex()[:12]}…, replayed {bytes(e['replayed']).hex()[:12]}…; "
+                     f"{'the worker won' if outcome else 'the client won'}, report 0x{bytes(e['reportHash']).hex()[:12]}…")
+
     settled, refunded = by_name.get("JobSettled", []), by_name.get("JobRefunded", [])
     if settled:
         s = settled[-1]["args"]

@@ -106,6 +106,7 @@ def test_an_honest_lora_job_verifies_and_the_worker_is_paid(market: Market, inte
     for _ in range(3):
         market.arbiter.step()
     assert w.job(job_id).state is JobState.SETTLED
+    assert next(c for c in audit_job(w.suite, job_id).checks if c.name == "dispute outcome matches its replay").ok
     ev = _evidence(w, job_id)
     assert ev["interval"] == STEPS // EVERY - 1  # the last interval checked
     assert ev["expected"] == ev["replayed"] != bytes(32)
@@ -144,6 +145,8 @@ def test_a_cheat_is_caught_at_its_interval_and_the_worker_slashed(cheat: str, ma
     for _ in range(3):
         market.arbiter.step()
     assert w.job(job_id).state is JobState.REFUNDED
+    audit = audit_job(w.suite, job_id)
+    assert next(c for c in audit.checks if c.name == "dispute outcome matches its replay").ok
     ev = _evidence(w, job_id)
     assert ev["interval"] == began, json.loads((market.tmp / "reports" / f"{job_id}.json").read_text())["detail"]
     assert ev["expected"] != ev["replayed"]
@@ -191,3 +194,17 @@ def test_bench_verify_reports_the_ratio_and_catches_every_cheat() -> None:
     assert result["honest_agrees"] is True
     assert result["caught"] == {name: began(8) for name, (_, began) in cheats.CHEATS.items()}
     assert result["bisection_replays"] <= result["max_bisection_replays"] == 5
+
+
+def test_the_audit_flags_an_outcome_its_evidence_contradicts(market: Market, intents_jsonl: bytes,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An arbiter that records agreeing hashes and still rules against the worker is visible to anyone."""
+    from llmos_chain.chain.market import ReplayEvidence
+
+    w = market.w
+    job_id = market.run(intents_jsonl, _recipe(), None, monkeypatch)
+    w.act(w.client).dispute(job_id, b"\x04" * 32)
+    same = b"\x11" * 32
+    w.act(w.arbiter).resolve_with_evidence(job_id, False, ReplayEvidence(2, same, same, b"\x22" * 32))
+    check = next(c for c in audit_job(w.suite, job_id).checks if c.name == "dispute outcome matches its replay")
+    assert not check.ok and "interval 2" in check.detail
