@@ -136,6 +136,9 @@ class Arbiter:
         self.store.db.execute("INSERT OR REPLACE INTO decisions (job_id, kind, verdict, detail, at) VALUES (?, ?, ?, ?, ?)",
                               (job_id, kind, verdict, detail, time.time()))
 
+    #: Seconds kept back from a replay's budget to send the decision before the deadline.
+    SEND_SLACK_S = 60
+
     def _consider(self, job_id: int, report: ArbiterReport) -> None:
         tx, resolve_by = self._dispute(job_id)
         kind = f"resolve:{tx}"
@@ -162,9 +165,13 @@ class Arbiter:
                     return
                 finding = Finding(job_id, False, None, "", "", "no configured result source publishes the job's bundle")
             else:
+                # a verdict that cannot be sent before the deadline is worth nothing: the replay gets the time left
+                budget = min(self.policy.replay_timeout_s, resolve_by - now - self.SEND_SLACK_S)
                 try:
+                    if budget <= 0:
+                        raise VerificationError("no time is left before the dispute deadline to replay")
                     finding = verify_job(self.suite, job_id, bundle, self.key, Path(tmp) / "work", every=self.policy.every,
-                                         timeout_s=self.policy.replay_timeout_s, threads=self.policy.threads)
+                                         timeout_s=budget, threads=self.policy.threads)
                 except VerificationError as exc:
                     if late:
                         self._decide(job_id, kind, "default", f"could not verify in time: {exc}")

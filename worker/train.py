@@ -330,7 +330,6 @@ class Trainer:
 
         try:
             tensors = load(bytes(blob))
-            from safetensors import safe_open  # noqa: F401  (metadata via the header below)
             header_len = int.from_bytes(bytes(blob[:8]), "little")
             meta = json.loads(json.loads(bytes(blob[8 : 8 + header_len]))["__metadata__"]["llmos"])
         except (SafetensorError, ValueError, KeyError, TypeError) as exc:
