@@ -50,8 +50,14 @@ def _run(args: argparse.Namespace) -> int:
 
     # The job's URIs are a stranger's: local files only under the roots the provider configured (none by default).
     policy = FetchPolicy() if args.any_local_file else FetchPolicy.for_daemon(args.file_root or [])
+    ray = None
+    if args.ray_address:
+        from worker.distributed import RayOptions
+
+        ray = RayOptions(address=args.ray_address, resource=args.ray_resource, start_timeout_s=args.ray_start_timeout,
+                         collective_timeout_s=args.ray_collective_timeout, threads=args.ray_threads)
     try:
-        result = run_job(suite, args.job, signer, enc_key, Path(args.results), Path(args.work_dir), report, policy)
+        result = run_job(suite, args.job, signer, enc_key, Path(args.results), Path(args.work_dir), report, policy, ray)
     except WorkerError as exc:
         failure = failure_report(exc)
         print(json.dumps({"ok": False, "job_id": args.job, **failure}))
@@ -67,6 +73,15 @@ def _bench(args: argparse.Namespace) -> int:
 
     result = measure(steps=args.steps, model=args.model)
     print(json.dumps(result))
+    return 0
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    from worker.bench_scale import measure
+
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    print(json.dumps(measure(args.ranks, steps=args.steps, model=args.model, batch_size=args.batch_size, nodes=args.nodes,
+                             address=args.address)))
     return 0
 
 
@@ -130,9 +145,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--file-root", action="append", help="a directory whose files the job's file:// URIs may name (repeatable); "
                      "without one, file:// URIs are refused")
     run.add_argument("--any-local-file", action="store_true", help="let file:// URIs name any local file (a trusted, local setup)")
+    run.add_argument("--ray-address", help="train over this Ray cluster (auto, ray://host:10001, local), one rank per slot "
+                     "of the job's demand; without it the job trains in this process")
+    run.add_argument("--ray-resource", default="auto", choices=["auto", "CPU", "GPU"], help="what one rank takes")
+    run.add_argument("--ray-start-timeout", type=float, default=180.0, help="seconds for every rank to start")
+    run.add_argument("--ray-collective-timeout", type=float, default=300.0, help="seconds one gloo/NCCL collective may wait")
+    run.add_argument("--ray-threads", type=int, default=1, help="torch threads per rank on CPU")
     bench = sub.add_parser("bench", help="Runner vs bare PyTorch training throughput (JSON on stdout).")
     bench.add_argument("--steps", type=int, default=60)
     bench.add_argument("--model", default="minilm-l6", help="minilm-l6 (default), tiny-bert")
+    scale = sub.add_parser("bench-scale", help="One job on 1, 2, … ranks of a Ray cluster: tokens/s, efficiency, start-up.")
+    scale.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    scale.add_argument("--steps", type=int, default=30)
+    scale.add_argument("--model", default="tiny-bert", help="tiny-bert (default) or minilm-l6")
+    scale.add_argument("--batch-size", type=int, default=16, help="the global batch, the same for every rank count")
+    scale.add_argument("--nodes", type=int, default=2, help="local Ray nodes to start (without --address)")
+    scale.add_argument("--address", help="an existing Ray cluster instead of a local one")
     predict = sub.add_parser("predict", help="Classify texts with a fine-tuned output (JSON on stdout).")
     predict.add_argument("--recipe", type=Path, required=True, help="the job's recipe file")
     predict.add_argument("--weights", type=Path, required=True, help="the decrypted output (safetensors)")
@@ -167,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if getattr(args, "json", False) is False else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
-        return {"run": _run, "bench": _bench, "predict": _predict, "check": _check, "serve": _serve,
+        return {"run": _run, "bench": _bench, "bench-scale": _bench_scale, "predict": _predict, "check": _check, "serve": _serve,
                 "bench-serve": _bench_serve, "verify": _verify, "bench-verify": _bench_verify}[args.command](args)
     except LlmosError as exc:
         print(f"error: {exc}", file=sys.stderr)

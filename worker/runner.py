@@ -36,6 +36,7 @@ from llmos_chain.datasets import grant_context, latest_grant
 from llmos_chain.errors import ChainError, IntegrityError, LlmosError, SealedDataError, TransientError, WorkerError
 from worker import data as data_mod
 from worker import models, train
+from worker.distributed import RayOptions
 from llmos_chain.net import FetchError, FetchPolicy
 from llmos_chain.recipe import fetch_recipe
 
@@ -58,6 +59,7 @@ class JobSpec:
     recipe_uri: str
     client_key: bytes
     client_key_kind: KeyKind
+    gpu_count: int = 1  # the job's demand: the ranks of a multi-node run
 
 
 @dataclass
@@ -118,7 +120,7 @@ def read_job(suite: Suite, job_id: int) -> JobSpec:
     key = client_key(suite, view.client_key_id)
     public_key_from_bytes(key.kind, key.public)  # raises SealedDataError for a key no output could be sealed to
     return JobSpec(job_id, view.client, view.worker, view.state, view.dataset_id, view.base_model_hash,
-                   view.recipe_hash, view.recipe_uri, key.public, key.kind)
+                   view.recipe_hash, view.recipe_uri, key.public, key.kind, view.gpu_count)
 
 
 def _chain_time(suite: Suite) -> int:
@@ -136,8 +138,12 @@ def run_job(
     work_dir: Path,
     report: Report | None = None,
     policy: FetchPolicy | None = None,
+    ray: RayOptions | None = None,
 ) -> RunResult:
-    """Run one assigned, granted job and return its signed attestation; raises a WorkerError on failure."""
+    """Run one assigned, granted job and return its signed attestation; raises a WorkerError on failure.
+
+    With `ray`, the training runs data-parallel over the Ray cluster, one rank per slot of the job's demand
+    (`worker/distributed.py`); this process still unwraps the grant and signs, and the attestation means the same."""
 
     begun = time.perf_counter()
     marks: list[tuple[str, float]] = []  # (phase, when it began): the benchmark reads each phase's share of the run
@@ -175,6 +181,11 @@ def run_job(
 
         record = call(suite.datasets.functions.getDataset(job.dataset_id))
         size, content_root, cipher_hash, uri = int(record[1]), bytes(record[2]), bytes(record[3]), str(record[4])
+        if ray is not None:
+            att, signature, bundle, metrics = _run_on_ray(suite, job, recipe, signer, enc_key, results_dir, policy, ray,
+                                                          (size, content_root, cipher_hash, uri), started, step, timings)
+            timings["total_s"] = marks[-1][1] - begun
+            return RunResult(job_id, att, signature, bundle, metrics, timings)
         step("fetch", uri=uri)
         t = time.perf_counter()
         try:
@@ -271,6 +282,64 @@ def run_job(
     finally:
         if plaintext is not None:
             plaintext[:] = bytes(len(plaintext))
+
+
+def _unwrap_grant(suite: Suite, job: JobSpec, signer: LocalAccount, enc_key: EncryptionKey) -> tuple[bytes, int]:
+    """The data key from the owner's latest grant to this worker, and the grant's block."""
+    if not call(suite.market.functions.canRead(job.job_id, signer.address)):
+        raise TransientError(f"this node shows no running grant of job {job.job_id} for {signer.address} (lagging or reorged)")
+    try:
+        grant = latest_grant(suite, job.job_id, suite.deployment.start_block)
+    except SealedDataError as exc:  # the node's logs lack the grant its state shows: a lagging backend
+        raise TransientError(str(exc)) from None
+    try:
+        data_key = unwrap_key(bytes(grant["wrappedKey"]), enc_key, grant_context(suite, job.dataset_id, job.job_id, signer.address))
+    except SealedDataError as exc:  # the grant is there and does not open with our key: the owner's fault
+        error = IntegrityError(str(exc))
+        error.reason = 3
+        raise error from None
+    return data_key, int(grant["blockNumber"])
+
+
+def _run_on_ray(suite: Suite, job: JobSpec, recipe: Any, signer: LocalAccount, enc_key: EncryptionKey, results_dir: Path,
+                policy: FetchPolicy, options: RayOptions, dataset: tuple[int, bytes, bytes, str], started: int,
+                step: Callable[..., None], timings: dict[str, Any]) -> tuple[Attestation, bytes, Path, dict[str, Any]]:
+    """The job trained over the Ray cluster; this process unwraps the grant, attests and signs, as on one host."""
+    from worker.distributed import ShardedJob, train_on_ray
+
+    size, content_root, cipher_hash, uri = dataset
+    step("unwrap")
+    data_key, grant_block = _unwrap_grant(suite, job, signer, enc_key)
+    started = max(started, int(suite.w3.eth.get_block(grant_block)["timestamp"]))
+    context = OutputContext(int(suite.w3.eth.chain_id), suite.market.address, job.job_id, job.client)
+    sharded = ShardedJob(job.job_id, recipe.canonical_bytes(), uri, cipher_hash, size, content_root, job.base_model_hash,
+                         job.client_key, job.client_key_kind, context, policy)
+    step("train", ranks=job.gpu_count, address=options.address)
+    run = train_on_ray(sharded, data_key, job.gpu_count, options, on_event=step)
+    result = run.result
+    step("evaluated", metric=result.metric_name, before=result.metric_before, after=result.metric_after, placement=run.placement)
+    timings.update(run.timings)
+    timings.update({"startup_s": run.startup_s, "ranks": run.ranks, "nodes": run.nodes})
+    timings["placement"] = run.placement  # type: ignore[assignment]
+    metrics = {
+        "weights_hash": run.weights_hash,
+        "final_trainable_hash": result.trajectory[-1].weights_hash if result.trajectory else "",
+        "metric": result.metric_name, "before": result.metric_before, "after": result.metric_after,
+        "higher_is_better": result.higher_is_better, "steps": result.steps, "train_tokens": result.train_tokens,
+        "train_examples": run.train_examples, "eval_examples": run.eval_examples, "device": result.device,
+        "ranks": run.ranks,
+    }
+    metrics_bytes = json.dumps(metrics, sort_keys=True, separators=(",", ":")).encode()
+    att = Attestation(
+        job_id=job.job_id, worker=signer.address, dataset_root=content_root, base_model_hash=job.base_model_hash,
+        recipe_hash=job.recipe_hash, output_hash=blake3.blake3(run.sealed_output).digest(),
+        metrics_hash=blake3.blake3(metrics_bytes).digest(), trajectory_root=result.trajectory_root,
+        start_time=started, end_time=max(started, _chain_time(suite)),
+    )
+    signature = sign(att, signer, int(suite.w3.eth.chain_id), suite.market.address)
+    bundle = _write_bundle(results_dir / str(job.job_id), run.sealed_output, run.wrapped_output_key, metrics_bytes, result, att, signature)
+    step("attested", output_hash="0x" + att.output_hash.hex())
+    return att, signature, bundle, metrics
 
 
 def _write_bundle(directory: Path, sealed_output: bytes, wrapped: bytes, metrics: bytes, result: train.TrainResult,

@@ -227,6 +227,23 @@ def evaluate(model: torch.nn.Module, split: Batchable, task: Task, batch_size: i
 # ------------------------------------------------------------------------------------------ training
 
 
+@dataclass
+class Parallel:
+    """This process's place in a data-parallel run (`worker/distributed.py` sets it up): each step's global batch is
+    cut into `world` shards, rank `rank` trains on shard `rank`, and the wrapped model (torch DDP) averages the
+    gradients across ranks. Only rank 0 evaluates, hashes the trajectory and exports the weights."""
+
+    rank: int
+    world: int
+    wrap: Callable[[torch.nn.Module], torch.nn.Module]
+    mean: Callable[[float], float]  # the mean of a value over all ranks (a collective: every rank calls it)
+    on_first_step: Callable[[], None] | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
 def set_deterministic(seed: int, enabled: bool) -> None:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(enabled)
@@ -244,8 +261,11 @@ class Trainer:
     same weights hash at every later record, on CPU bit for bit (`llmos verify` relies on it).
     """
 
-    def __init__(self, loaded: Loaded, recipe: Recipe, train_split: Batchable) -> None:
+    def __init__(self, loaded: Loaded, recipe: Recipe, train_split: Batchable, parallel: Parallel | None = None) -> None:
         hyper = recipe.hyper
+        self.parallel = parallel
+        if parallel is not None and hyper.batch_size < parallel.world:
+            raise RecipeError(f"a batch of {hyper.batch_size} cannot be split over {parallel.world} ranks")
         self.recipe, self.split = recipe, train_split
         self.dev = device()
         set_deterministic(hyper.seed, hyper.deterministic if hyper.deterministic is not None else self.dev.type == "cpu")
@@ -266,6 +286,8 @@ class Trainer:
         self.cursor = 0
         self.step = 0
         self.use_bf16 = self.dev.type == "cuda" and torch.cuda.is_bf16_supported()
+        # the module the steps run through: the model itself, or its DDP wrapper (which averages the gradients)
+        self.forward = self.model if parallel is None else parallel.wrap(self.model)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The next batch's tensors, on the device, in the seeded order (a new order each epoch)."""
@@ -274,6 +296,8 @@ class Trainer:
             self.order, self.cursor = torch.randperm(self.n, generator=self.gen), 0
         idx = self.order[self.cursor : self.cursor + bs]
         self.cursor += bs
+        if self.parallel is not None:
+            idx = idx[self.parallel.rank :: self.parallel.world]  # this rank's shard of the global batch
         split = self.split
         ids, mask, labels = split.input_ids[idx], split.attention_mask[idx], split.labels[idx]
         width = int(mask.sum(1).max())
@@ -285,13 +309,14 @@ class Trainer:
         """One optimizer step; returns its loss and how many (non-padding) tokens it saw."""
         ids, mask, labels = self.batch()
         with torch.autocast(device_type=self.dev.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss = self.forward(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         self.optimizer.step()
         self.schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return float(loss.detach()), int(mask.sum())
+        value = float(loss.detach())
+        return (value if self.parallel is None else self.parallel.mean(value)), int(mask.sum())
 
     def lr(self) -> float:
         return float(self.schedule.get_last_lr()[0])
@@ -369,17 +394,20 @@ class Trainer:
 def train(
     loaded: Loaded, recipe: Recipe, train_split: Batchable, eval_split: Batchable,
     on_step: Callable[[int, float], None] | None = None, label_names: list[str] | None = None,
-    checkpoints: CheckpointSink | None = None,
+    checkpoints: CheckpointSink | None = None, parallel: Parallel | None = None,
 ) -> TrainResult:
     """Evaluate, train `recipe.hyper.steps` steps, evaluate again; record the trajectory; export the weights.
 
-    With `checkpoints`, the state at each record it wants is checkpointed and the record carries its commitment."""
+    With `checkpoints`, the state at each record it wants is checkpointed and the record carries its commitment.
+    With `parallel`, one rank of a data-parallel run: the same global batches, this rank's shard of each; the losses
+    are the ranks' mean, the tokens this rank's; evaluation, trajectory and output are rank 0's (empty elsewhere)."""
     hyper = recipe.hyper
-    trainer = Trainer(loaded, recipe, train_split)
+    trainer = Trainer(loaded, recipe, train_split, parallel)
+    main = parallel is None or parallel.main
     model, dev, task = trainer.model, trainer.dev, recipe.task
     metric_name, higher = {Task.SEQUENCE_CLASSIFICATION: ("accuracy", True), Task.TOKEN_CLASSIFICATION: ("token_accuracy", True),
                            Task.CAUSAL_LM: ("perplexity", False)}[task]
-    before = evaluate(model, eval_split, task, hyper.batch_size, dev)
+    before = evaluate(model, eval_split, task, hyper.batch_size, dev) if main else float("nan")
     losses: list[float] = []
     trajectory: list[TrajectoryRecord] = []
     tokens = 0
@@ -390,23 +418,26 @@ def train(
     t0 = time.perf_counter()
     for step in range(1, total + 1):
         t_step = time.perf_counter()
+        if step == 1 and parallel is not None and parallel.on_first_step is not None:
+            parallel.on_first_step()
         value, seen = trainer.train_step()
         step_tokens.append(seen)
         tokens += seen
         losses.append(value)
         if on_step is not None:
             on_step(step, value)
-        if step % hyper.trajectory_every == 0 or step == total:
+        if main and (step % hyper.trajectory_every == 0 or step == total):
             record = TrajectoryRecord(step, value, trainer.lr(), trainer.weights_hash())
             if checkpoints is not None and checkpoints.wanted(len(trajectory) + 1):
                 record.checkpoint = checkpoints.put(len(trajectory) + 1, trainer.checkpoint())
             trajectory.append(record)
         step_seconds.append(time.perf_counter() - t_step)
     seconds = time.perf_counter() - t0
-    after = evaluate(model, eval_split, task, hyper.batch_size, dev)
+    after = evaluate(model, eval_split, task, hyper.batch_size, dev) if main else float("nan")
     return TrainResult(
         metric_name=metric_name, metric_before=before, metric_after=after, higher_is_better=higher,
-        trajectory=trajectory, trajectory_root=merkle.root_of(r.encode() for r in trajectory), losses=losses,
-        steps=total, train_tokens=tokens, train_seconds=seconds, device=dev.type, output=export(model, recipe, label_names),
+        trajectory=trajectory, trajectory_root=merkle.root_of(r.encode() for r in trajectory) if main else b"", losses=losses,
+        steps=total, train_tokens=tokens, train_seconds=seconds, device=dev.type,
+        output=export(model, recipe, label_names) if main else b"",
         step_tokens=step_tokens, step_seconds=step_seconds,
     )

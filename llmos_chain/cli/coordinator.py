@@ -78,7 +78,14 @@ def _build(rpc: str | None, deployment: Path | None, config, config_path: Path, 
     from llmos_chain.chain.connect import default_confirmations
 
     suite, operator, workers, _ = _prepare(rpc, deployment, config, config_path, dev_account)
-    executor = Executor(workers[0].command, config.logs.resolve(), config.job_time_limit_s)
+    if config.executor.kind == "ray":
+        from llmos_chain.market.ray_executor import RayExecutor
+
+        e = config.executor
+        executor: Executor = RayExecutor(workers[0].command, config.logs.resolve(), e.address, config.job_time_limit_s, e.resource,
+                                         e.start_timeout_s, e.collective_timeout_s, e.threads_per_rank)
+    else:
+        executor = Executor(workers[0].command, config.logs.resolve(), config.job_time_limit_s)
     confirmations = config.confirmations if config.confirmations is not None else default_confirmations(suite.deployment.chain_id)
     return Coordinator(suite, Store(config.state), operator, workers, executor, confirmations, config.solver,
                        config.solve_time_limit_s, config.token_prices, config.withdraw,

@@ -154,7 +154,21 @@ class CheckpointContext:
         )
 
 
-Context = GrantContext | OutputContext | CheckpointContext
+@dataclass(frozen=True)
+class RankContext:
+    """What a data key handed to one rank of a multi-node run is for: one run (`session`, fresh random bytes per run)
+    of one job, one rank. The key goes to the rank's ephemeral public key, so the transport between nodes (Ray's,
+    unencrypted by default) carries only the HPKE ciphertext."""
+
+    job_id: int
+    rank: int
+    session: bytes
+
+    def info(self) -> bytes:
+        return b"llmos-rank/1" + struct.pack(">QQ", self.job_id, self.rank) + self.session
+
+
+Context = GrantContext | OutputContext | CheckpointContext | RankContext
 
 
 def wrap_key(data_key: bytes, kind: KeyKind, recipient_public: bytes, context: Context) -> bytes:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmos_chain.settings import load_json_config
@@ -24,10 +26,26 @@ class WorkerEntry(BaseModel):
     dev_account: int | None = None  # on dev chains: which funded account signs for this worker
 
 
+class ExecutorEntry(BaseModel):
+    """Where jobs run: `local` (default) trains each job in a process on this host; `ray` trains it data-parallel over
+    a Ray cluster, one rank per slot of the job's demand (`address`: "auto" for the cluster this host belongs to,
+    "ray://head:10001" through Ray Client, "local" for a private one-host cluster)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["local", "ray"] = "local"
+    address: str = Field(default="auto", pattern=r"^(auto|local|ray://[^\s]+|[A-Za-z0-9.\-]+:\d+)$")
+    resource: Literal["auto", "CPU", "GPU"] = "auto"  # what one rank takes (auto: GPU when the cluster has any)
+    start_timeout_s: float = Field(default=180.0, gt=0)  # every rank started, or the run is retried later
+    collective_timeout_s: float = Field(default=300.0, gt=0)  # one gloo/NCCL collective at most (a lost peer)
+    threads_per_rank: int = Field(default=1, ge=1)  # torch threads of a rank on CPU
+
+
 class CoordinatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workers: list[WorkerEntry]
+    executor: ExecutorEntry = ExecutorEntry()
     state: Path = Path("coordinator.db")
     results: Path = Path("results")
     logs: Path = Path("logs")

@@ -126,7 +126,7 @@ class Executor:
             env["OMP_NUM_THREADS"] = str(self.cpu_threads)
         cmd = [c.python, "-m", "worker", "run", "--job", str(job_id), "--rpc", c.rpc, "--deployment", str(c.deployment),
                "--keystore", str(c.keystore), "--enc-key", c.enc_key, "--results", str(c.results),
-               "--work-dir", str(c.work_dir / str(job_id)), "--json", *c.fetch_args()]
+               "--work-dir", str(c.work_dir / str(job_id)), "--json", *c.fetch_args(), *self.backend_args()]
         log = self.logs / f"job-{job_id}.log"
         out = open(log, "ab")
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out, env=env, start_new_session=True)
@@ -135,6 +135,10 @@ class Executor:
         job = RunningJob(job_id, process, log, now + (time_limit_s or self.time_limit_s), now)
         self.running[job_id] = job
         return job
+
+    def backend_args(self) -> list[str]:
+        """Extra arguments of `python -m worker run` for this executor's backend (none: train in the process)."""
+        return []
 
     def live_pid(self, job_id: int, command: WorkerCommand | None = None) -> int | None:
         """The PID of a run of `job_id` that is still alive (its PID file lock is held), or None."""
