@@ -41,7 +41,8 @@ def measure(ranks: list[int], steps: int = 30, model: str = "tiny-bert", batch_s
     from llmos_chain.demo import sample_dataset
 
     recipe = scale_recipe(steps, model, batch_size)
-    tmp = Path(tempfile.mkdtemp(prefix="llmos-scale-"))
+    # a short path: Ray's Unix socket paths under it must stay within the 107-byte limit
+    tmp = Path(tempfile.mkdtemp(prefix="llmos-scale-", dir="/tmp" if os.path.isdir("/tmp") else None))
     cluster = None
     try:
         manifest = seal_dataset(sample_dataset(), tmp / "data.sealed", Keystore(tmp / "ks"))

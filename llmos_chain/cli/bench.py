@@ -85,6 +85,44 @@ def crypto(
         )
 
 
+@app.command("scale")
+def scale(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    ranks: list[int] = typer.Option([1, 2], "--ranks", min=1, help="Rank counts to run (repeatable; 1 is always run)."),
+    steps: int = typer.Option(30, "--steps", min=4, help="Training steps per run (the first 3 are warm-up, not timed)."),
+    model: str = typer.Option("tiny-bert", "--model", help="tiny-bert or minilm-l6 (the packaged pretrained MiniLM)."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="The global batch, the same for every rank count."),
+    nodes: int = typer.Option(2, "--nodes", min=1, max=8, help="Local Ray nodes to start (without --address)."),
+    address: str = typer.Option(None, "--address", help="Measure on this Ray cluster instead of a local one."),
+) -> None:
+    """One fine-tuning job (same recipe, seed, global batch) on 1, 2, … data-parallel ranks of a Ray cluster: tokens/s,
+    scaling efficiency against 1 rank, start-up (Ray, process start, fetch, decrypt, load) and where each rank ran.
+
+    Every rank has one torch thread, so the efficiency measures the distributed overhead. Runs `python -m worker
+    bench-scale` in its own process (this CLI never imports torch); starts and stops its own 2-node local cluster."""
+    from llmos_chain.bench.scale import measure
+
+    if model not in ("tiny-bert", "minilm-l6"):
+        from llmos_chain.errors import ConfigError
+
+        raise ConfigError(f"--model: tiny-bert or minilm-l6, not {model!r}")
+    result = measure(ranks, steps, model, batch_size, nodes, address)
+    if json_out:
+        emit_json(result)
+        return
+    nodes_of: dict[str, int] = {}
+    rows = []
+    for run in result["runs"]:
+        where = ", ".join(f"r{i}→n{nodes_of.setdefault(n, len(nodes_of))}" for i, n in enumerate(run["placement"]))
+        rows.append([run["ranks"], run["nodes"], f"{run['tokens_per_s']:.0f}", f"{run['efficiency']:.0%}", f"{run['startup_s']:.1f}",
+                     f"{run['final_loss']:.4f}", where])
+    table(f"Data-parallel scaling, {result['model']}, {result['steps']} steps, global batch {result['global_batch']}, "
+          f"{result['threads_per_rank']} torch thread per rank", ["ranks", "nodes", "tokens/s", "efficiency", "start-up (s)",
+                                                                  "final loss", "placement (rank→node)"], rows)
+    console.print("efficiency: tokens/s ÷ (ranks × the 1-rank tokens/s), the first 3 steps excluded; start-up: from the call "
+                  "until rank 0's first step (Ray, process start, fetch, decrypt, model load, first evaluation).")
+
+
 @app.command("finetune")
 def finetune(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
