@@ -141,3 +141,18 @@ def test_keystore_leaves_an_existing_directory_mode_alone(tmp_path: Path) -> Non
 def test_keystore_refuses_bad_key_names(tmp_path: Path, name: str) -> None:
     with pytest.raises(ConfigError, match="invalid key name"):
         Keystore(tmp_path).save_encryption_key(name, EncryptionKey.generate())
+
+
+def test_a_rank_key_opens_only_for_its_rank_and_run() -> None:
+    """Multi-node runs: the data key goes to each rank's ephemeral key, bound to the job, the rank and the run."""
+    from llmos_chain.crypto.keys import RankContext
+
+    rank_key, data_key = EncryptionKey.generate(), os.urandom(32)
+    context = RankContext(job_id=5, rank=1, session=b"\x01" * 16)
+    wrapped = wrap_key(data_key, KeyKind.X25519, rank_key.public_bytes(), context)
+    assert unwrap_key(wrapped, rank_key, context) == data_key
+    for other in (RankContext(5, 0, b"\x01" * 16), RankContext(6, 1, b"\x01" * 16), RankContext(5, 1, b"\x02" * 16)):
+        with pytest.raises(SealedDataError):
+            unwrap_key(wrapped, rank_key, other)
+    with pytest.raises(SealedDataError):
+        unwrap_key(wrapped, EncryptionKey.generate(), context)
