@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 
 from llmos_chain.agent import Agent, GrantPolicy
@@ -121,6 +122,23 @@ def test_two_ranks_match_one_rank_and_repeat_bit_for_bit(cluster: Any, intents_j
     def weights(run: Any) -> dict[str, Any]:
         key = unwrap_key(run.wrapped_output_key, client, context)
         return load(bytes(stream.open_to_memory(run.sealed_output, key)))
+
+    # 1 rank through Ray is the one-host code path: the same bits as `train.train` here, on one thread like a rank
+    from worker import data as data_mod
+    from worker import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        dataset = data_mod.parse(intents_jsonl, recipe)
+        tr, ev = data_mod.split(dataset, recipe.eval_fraction, recipe.hyper.seed)
+        loaded = models.load(recipe, len(dataset.label_names or []))
+        local = train.train(loaded, recipe, train.encode(tr, loaded, recipe.hyper.max_length), train.encode(ev, loaded, recipe.hyper.max_length),
+                            label_names=dataset.label_names)
+    finally:
+        torch.set_num_threads(threads)
+    assert one.weights_hash == "0x" + blake3.blake3(local.output).hexdigest()
+    assert one.result.trajectory_root == local.trajectory_root
 
     w1, w2 = weights(one), weights(two)
     assert w1.keys() == w2.keys()
