@@ -140,6 +140,15 @@ def test_two_ranks_match_one_rank_and_repeat_bit_for_bit(cluster: Any, intents_j
     assert one.weights_hash == "0x" + blake3.blake3(local.output).hexdigest()
     assert one.result.trajectory_root == local.trajectory_root
 
+    # the job's own fault is the same on every rank and stays the job's: reported, not retried as a node fault
+    from dataclasses import replace
+
+    from llmos_chain.errors import IntegrityError
+
+    with pytest.raises(IntegrityError) as caught:
+        train_on_ray(replace(job, content_root=b"\x07" * 32), data_key, 2, options)
+    assert caught.value.reason == 2 and not caught.value.transient
+
     w1, w2 = weights(one), weights(two)
     assert w1.keys() == w2.keys()
     drift = max(float((w1[k].float() - w2[k].float()).abs().max()) for k in w1)
