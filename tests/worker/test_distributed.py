@@ -277,7 +277,7 @@ def test_a_node_lost_mid_job_is_retried_with_nothing_submitted_then_finishes(pro
         assert status in (None, "running", "retry"), row["report"]
         time.sleep(0.2)
     report = json.loads(row["report"])
-    assert report["transient"] is True and "a rank was lost while training" in report["message"], report
+    assert report["transient"] is True and "while training" in report["message"], report  # lost, or its peer failed
     assert not (p.tmp / "results" / str(job_id)).exists()  # no partial result
     assert w.job(job_id).state is JobState.RUNNING  # nothing submitted, nothing reported on chain
     keys = [r["key"] for r in p.coordinator.store.db.execute("SELECT key FROM outbox")]
