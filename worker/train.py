@@ -261,11 +261,9 @@ class Trainer:
     same weights hash at every later record, on CPU bit for bit (`llmos verify` relies on it).
     """
 
-    def __init__(self, loaded: Loaded, recipe: Recipe, train_split: Batchable, parallel: Parallel | None = None) -> None:
+    def __init__(self, loaded: Loaded, recipe: Recipe, train_split: Batchable) -> None:
         hyper = recipe.hyper
-        self.parallel = parallel
-        if parallel is not None and hyper.batch_size < parallel.world:
-            raise RecipeError(f"a batch of {hyper.batch_size} cannot be split over {parallel.world} ranks")
+        self.parallel: Parallel | None = None
         self.recipe, self.split = recipe, train_split
         self.dev = device()
         set_deterministic(hyper.seed, hyper.deterministic if hyper.deterministic is not None else self.dev.type == "cpu")
@@ -286,8 +284,14 @@ class Trainer:
         self.cursor = 0
         self.step = 0
         self.use_bf16 = self.dev.type == "cuda" and torch.cuda.is_bf16_supported()
-        # the module the steps run through: the model itself, or its DDP wrapper (which averages the gradients)
-        self.forward = self.model if parallel is None else parallel.wrap(self.model)
+        self.forward: torch.nn.Module = self.model  # what the steps run through (its DDP wrapper once distributed)
+
+    def distribute(self, parallel: Parallel) -> None:
+        """Make this one rank of a data-parallel run: its shard of each global batch, gradients averaged by DDP."""
+        if self.recipe.hyper.batch_size < parallel.world:
+            raise RecipeError(f"a batch of {self.recipe.hyper.batch_size} cannot be split over {parallel.world} ranks")
+        self.parallel = parallel
+        self.forward = parallel.wrap(self.model)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The next batch's tensors, on the device, in the seeded order (a new order each epoch)."""
@@ -402,7 +406,9 @@ def train(
     With `parallel`, one rank of a data-parallel run: the same global batches, this rank's shard of each; the losses
     are the ranks' mean, the tokens this rank's; evaluation, trajectory and output are rank 0's (empty elsewhere)."""
     hyper = recipe.hyper
-    trainer = Trainer(loaded, recipe, train_split, parallel)
+    trainer = Trainer(loaded, recipe, train_split)
+    if parallel is not None:
+        trainer.distribute(parallel)
     main = parallel is None or parallel.main
     model, dev, task = trainer.model, trainer.dev, recipe.task
     metric_name, higher = {Task.SEQUENCE_CLASSIFICATION: ("accuracy", True), Task.TOKEN_CLASSIFICATION: ("token_accuracy", True),
