@@ -315,6 +315,9 @@ def _solve_highs(model: _Model, n_jobs: int, n_workers: int, start: dict[int, in
 #: Above this many fitting pairs `allocate` takes the large-instance path: a restricted LP, priced against every
 #: pair (column generation), a Lagrangian bound, then a sub-MIP over the jobs the LP left fractional.
 COLUMN_GENERATION_FROM = 20_000
+#: Above this many fitting pairs (10,000 jobs × 1,000 workers has 8–10 million), the Lagrangian method (`_lagrangian`)
+#: in place of column generation, whose LP does not finish in seconds there.
+LAGRANGIAN_FROM = 4_000_000
 _INITIAL_PER_JOB = 1  # each job's cheapest fitting workers in the first restricted LP
 _INITIAL_PER_WORKER = 48  # each worker's most profitable jobs per GPU in it
 _ENTERING_PER_JOB = 2  # per round: each job's pairs of most negative reduced cost
@@ -330,6 +333,96 @@ def dense_lagrangian_bound(d: _Dense, gpu_prices: Any) -> float:
     price = np.maximum(np.asarray(gpu_prices, dtype=float), 0.0)
     best = np.minimum(d.payment, (d.cost + d.gpus[:, None] * price[None, :]).min(axis=1))
     return float(best.sum() - (price * d.free).sum())
+
+
+def _worker_features(workers: Sequence[WorkerSupply]) -> tuple[Any, Any]:
+    """Workers grouped by GPU memory; per worker 1, price per unit of work and speed, the last two centred in the group."""
+    import numpy as np
+
+    _, groups = np.unique(np.array([w.mem_gib for w in workers]), return_inverse=True)
+    count = np.bincount(groups)
+    columns = [np.ones(len(workers))]
+    for x in (np.array([w.price_per_gpu_hour / w.speed for w in workers]), np.array([w.speed for w in workers])):
+        columns.append(x - (np.bincount(groups, weights=x) / count)[groups])
+    return np.stack(columns, axis=1), groups
+
+
+def _lagrangian(d: _Dense, start: Any, features: Any, groups: Any, deadline: float, gap: float,
+                notes: list[str]) -> tuple[Any, float, Any]:
+    """Lagrangian relaxation of the worker GPU budgets, for instances too large for the LP in time.
+
+    For GPU prices λ ≥ 0, each job alone takes min(payment, min_w cost + GPUs × λ_w); the sum less Σ λ_w × free GPUs
+    is a lower bound (`dense_lagrangian_bound`). The prices are improved by Polyak subgradient steps (target: the best
+    allocation's cost), first in a few dimensions, λ_w = max(0, θ_group(w) · features_w) with workers grouped
+    (`groups`, e.g. by GPU memory) and `features` (one row per worker: 1 and centred price per unit of work and
+    speed), which moves all workers of a kind together, then in every λ_w. Every few steps the allocation is
+    greedy at the prices (each pair's cost raised by its GPUs × λ_w); the best, at its true cost, is kept.
+    Returns (worker position per job, proven lower bound, prices)."""
+    import numpy as np
+
+    n, m = d.cost.shape
+    c32 = d.cost.astype(np.float32)
+    g32 = d.gpus.astype(np.float32)
+    p32 = d.payment.astype(np.float32)
+    rows = np.arange(n)
+    best, ub = start, _cost_of(d, start)
+    k = int(groups.max()) + 1
+    f = features.shape[1]
+    theta = np.zeros(k * f)
+    idx = groups[:, None] * f + np.arange(f)[None, :]  # each worker's parameters in theta
+
+    def reduced(th: Any) -> Any:
+        return np.maximum(0.0, (th[idx] * features).sum(axis=1))
+
+    lam = reduced(theta)
+    lb, best_lam, best_theta = -math.inf, lam.copy(), theta.copy()
+    step, stall, it, full, direction = 0.5, 0, 0, False, None
+    t0 = time.perf_counter()
+    switch = t0 + 0.6 * (deadline - t0)
+    while time.perf_counter() < deadline:
+        it += 1
+        a = c32 + g32[:, None] * lam.astype(np.float32)[None, :]
+        w = a.argmin(axis=1)
+        v = a[rows, w]
+        place = v < p32
+        value = float(np.where(place, v, p32).astype(np.float64).sum() - (lam * d.free).sum())
+        if value > lb:
+            lb, best_lam, stall = value, lam.copy(), 0
+            if not full:
+                best_theta = theta.copy()
+        else:
+            stall += 1
+            if stall >= 10:
+                step, stall = step * 0.7, 0
+        s = np.bincount(w[place], weights=d.gpus[place], minlength=m) - d.free
+        if it % 20 == 0 or (it < 20 and it % 5 == 0):
+            priced = _greedy_positions(_Dense(d.gpus, d.payment, d.job_ids, d.free, d.cost + d.gpus[:, None] * best_lam[None, :]))
+            cost = _cost_of(d, priced)
+            if cost < ub:
+                best, ub = priced, cost
+            if ub - lb <= gap * abs(ub):
+                break
+        if not full and (time.perf_counter() > switch or step < 0.02):
+            full, lam, step, stall, direction = True, best_lam.copy(), 0.25, 0, None
+            continue
+        if full:
+            s = np.where((lam <= 0) & (s < 0), 0.0, s)
+            direction = s if direction is None else s + 0.3 * direction
+            norm = float(direction @ direction)
+            if norm == 0:
+                break
+            lam = np.maximum(0.0, lam + step * (ub - value) / norm * direction)
+        else:
+            grad = np.bincount(idx.ravel(), weights=(np.where((lam > 0) | (s > 0), s, 0.0)[:, None] * features).ravel(),
+                               minlength=k * f)
+            norm = float(grad @ grad)
+            if norm == 0:
+                break
+            theta = theta + step * (ub - value) / norm * grad
+            lam = reduced(theta)
+    bound = dense_lagrangian_bound(d, best_lam)  # in float64: the steps' float32 values only steered
+    notes.append(f"lagrangian steps {it}")
+    return best, bound, best_lam
 
 
 def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: float,
@@ -552,7 +645,12 @@ def allocate(
     best, bound = fallback.assignments, -math.inf
     prices = None
     remaining = max(0.05, time_limit_s - (time.perf_counter() - t))
-    if solver == "highs" and n_pairs > COLUMN_GENERATION_FROM:
+    if solver == "highs" and n_pairs > LAGRANGIAN_FROM:
+        # the LP does not finish in seconds at this size: Lagrangian prices, greedy at them (see `_lagrangian`)
+        choice, bound, prices = _lagrangian(d, fallback_choice, *_worker_features(workers), t + 0.8 * time_limit_s, gap, notes)
+        if _cost_of(d, choice) < _cost_of(d, fallback_choice):
+            best = _to_assignments(jobs, workers, choice)
+    elif solver == "highs" and n_pairs > COLUMN_GENERATION_FROM:
         # leave room for the final check and the objective in Python
         choice, bound, stats = _large(d, fallback_choice, t + 0.75 * time_limit_s, t + 0.9 * time_limit_s, gap, notes)
         prices = stats.pop("prices", None)
