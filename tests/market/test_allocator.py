@@ -162,6 +162,37 @@ def test_bounds_of_both_paths_are_valid_against_the_exact_optimum(family: str, m
         assert A.dense_lagrangian_bound(d, rng.uniform(0, scale, len(workers))) <= optimum + 1e-6 * abs(optimum)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lagrangian_path_is_feasible_with_a_valid_bound(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path used above LAGRANGIAN_FROM fitting pairs, forced on a medium instance: its bound never exceeds the exact
+    optimum, its allocation obeys the rules (re-checked), costs at least the optimum and never more than greedy."""
+    jobs, workers = instance(240, 24, seed=7, family=family)
+    optimum = _exact(jobs, workers)
+    monkeypatch.setattr(A, "LAGRANGIAN_FROM", 0)
+    result = allocate(jobs, workers, time_limit_s=1.5)
+    assert any(note.startswith("lagrangian") for note in result.notes)
+    check(jobs, workers, result.assignments)
+    assert result.cost == pytest.approx(objective(jobs, workers, result.assignments))
+    assert math.isfinite(result.bound) and result.bound <= optimum + 1e-6 * abs(optimum)
+    assert optimum - 1e-6 * abs(optimum) <= result.cost <= greedy(jobs, workers).cost + 1e-9
+    assert result.prices is not None and (result.prices >= 0).all()
+    # the bound reported is the Lagrangian value at the prices returned (clipped to the cost)
+    bound = A.dense_lagrangian_bound(A._dense(jobs, workers), result.prices)
+    assert result.bound == pytest.approx(min(bound, result.cost))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("seed", range(2))
+def test_lagrangian_path_brute_force(family: str, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs, workers = instance(7, 3, seed=seed, family=family)
+    best = _brute_force(jobs, workers)
+    monkeypatch.setattr(A, "LAGRANGIAN_FROM", 0)
+    result = allocate(jobs, workers, time_limit_s=0.3)
+    check(jobs, workers, result.assignments)
+    assert result.bound <= best + 1e-9 <= result.cost + 2e-9
+    assert result.cost <= greedy(jobs, workers).cost + 1e-9
+
+
 @pytest.mark.parametrize("family", FAMILIES[1:])
 def test_hard_families_defeat_greedy_but_not_the_milp(family: str) -> None:
     jobs, workers = instance(500, 50, seed=0, family=family)
