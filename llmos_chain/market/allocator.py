@@ -14,7 +14,8 @@ span several workers and starts from this program's allocation.
 Solved by HiGHS (through pulp and highspy) with a time limit and a relative gap; CBC is the fallback.
 `sol_status` is read, never assumed: without a feasible solution the greedy allocation is used, and
 any solution is checked against the constraints before it is returned. Small batches get the full LP and
-branch and bound; above COLUMN_GENERATION_FROM fitting pairs, column generation over every pair (see `_large`).
+branch and bound; above COLUMN_GENERATION_FROM fitting pairs, column generation over every pair (see `_large`); above
+LAGRANGIAN_FROM, when the first restricted LP is not solved in time, a Lagrangian method (see `_lagrangian`).
 The bound reported is always proven: an LP optimum, HiGHS's MIP dual bound, or a Lagrangian value.
 """
 
@@ -315,9 +316,10 @@ def _solve_highs(model: _Model, n_jobs: int, n_workers: int, start: dict[int, in
 #: Above this many fitting pairs `allocate` takes the large-instance path: a restricted LP, priced against every
 #: pair (column generation), a Lagrangian bound, then a sub-MIP over the jobs the LP left fractional.
 COLUMN_GENERATION_FROM = 20_000
-#: Above this many fitting pairs (10,000 jobs × 1,000 workers has 8–10 million), the Lagrangian method (`_lagrangian`)
-#: in place of column generation, whose LP does not finish in seconds there.
+#: Above this many fitting pairs (10,000 jobs × 1,000 workers has 8–10 million), column generation gives up when its first
+#: restricted LP is not solved in time, and the Lagrangian method (`_lagrangian`) takes over.
 LAGRANGIAN_FROM = 4_000_000
+_FIRST_LP = 0.4  # there, the first restricted LP's deadline (a fraction of the time limit); past it, the Lagrangian method
 _INITIAL_PER_JOB = 1  # each job's cheapest fitting workers in the first restricted LP
 _INITIAL_PER_WORKER = 48  # each worker's most profitable jobs per GPU in it
 _ENTERING_PER_JOB = 2  # per round: each job's pairs of most negative reduced cost
@@ -426,12 +428,14 @@ def _lagrangian(d: _Dense, start: Any, features: Any, groups: Any, deadline: flo
 
 
 def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: float,
-           notes: list[str]) -> tuple[Any, float, dict[str, Any]]:
+           notes: list[str], first_lp_deadline: float = math.inf) -> tuple[Any, float, dict[str, Any]]:
     """Column generation for the LP relaxation until `lp_deadline`, then its rounding and a sub-MIP until `deadline`.
 
     Each round prices every pair against the restricted LP's duals; the worker duals are GPU prices, so each round
     also gives a Lagrangian lower bound (`dense_lagrangian_bound`, valid for any prices). It stops once the greedy
     cost is within `gap` of that bound, or when no pair can enter (the bound is then the LP optimum).
+    If the first restricted LP is not solved by `first_lp_deadline`, it gives up at once (statistics
+    `lp_gave_up`): the LP cannot finish in time on this instance.
     Returns (worker position per job, proven lower bound, statistics)."""
     import highspy
     import numpy as np
@@ -497,11 +501,16 @@ def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: f
     incumbent = _cost_of(d, fallback)
     while time.perf_counter() < lp_deadline:
         # HiGHS's time limit counts the instance's total run time over all its runs
-        h.setOptionValue("time_limit", h.getRunTime() + max(0.01, lp_deadline - time.perf_counter()))
+        until = lp_deadline if rounds else min(lp_deadline, first_lp_deadline)
+        if not rounds and time.perf_counter() >= first_lp_deadline:
+            return fallback, bound, {"lp_rounds": 0, "lp_gave_up": True, "prices": None}
+        h.setOptionValue("time_limit", h.getRunTime() + max(0.01, until - time.perf_counter()))
         h.run()
         status = h.modelStatusToString(h.getModelStatus())
         if status != "Optimal":
             notes.append(f"restricted LP: {status}")
+            if not rounds and until < lp_deadline:
+                return fallback, bound, {"lp_rounds": 0, "lp_gave_up": True, "prices": None}
             break
         rounds += 1
         sol = h.getSolution()
@@ -626,7 +635,8 @@ def allocate(
     """The MILP allocation (building the model counts in `solve_s`); greedy when the solver finds nothing better.
 
     Up to COLUMN_GENERATION_FROM fitting pairs: the full LP relaxation, its integral part completed greedily, then
-    branch and bound (HiGHS) from the best incumbent. Above: column generation over every pair (see `_large`).
+    branch and bound (HiGHS) from the best incumbent. Above: column generation over every pair (see `_large`), and
+    above LAGRANGIAN_FROM, if its first LP is not solved by _FIRST_LP of the time limit, the Lagrangian method.
     The bound is always proven: an LP optimum, HiGHS's MIP dual bound, or a Lagrangian value."""
     import numpy as np
 
@@ -645,17 +655,18 @@ def allocate(
     best, bound = fallback.assignments, -math.inf
     prices = None
     remaining = max(0.05, time_limit_s - (time.perf_counter() - t))
-    if solver == "highs" and n_pairs > LAGRANGIAN_FROM:
-        # the LP does not finish in seconds at this size: Lagrangian prices, greedy at them (see `_lagrangian`)
-        choice, bound, prices = _lagrangian(d, fallback_choice, *_worker_features(workers), t + 0.8 * time_limit_s, gap, notes)
-        if _cost_of(d, choice) < _cost_of(d, fallback_choice):
-            best = _to_assignments(jobs, workers, choice)
-    elif solver == "highs" and n_pairs > COLUMN_GENERATION_FROM:
-        # leave room for the final check and the objective in Python
-        choice, bound, stats = _large(d, fallback_choice, t + 0.75 * time_limit_s, t + 0.9 * time_limit_s, gap, notes)
+    if solver == "highs" and n_pairs > COLUMN_GENERATION_FROM:
+        # leave room for the final check and the objective in Python; above LAGRANGIAN_FROM fitting pairs the first
+        # restricted LP gets until _FIRST_LP of the time limit, and if it is not solved by then, the Lagrangian method
+        # (see `_lagrangian`) takes the rest of the time
+        first = t + _FIRST_LP * time_limit_s if n_pairs > LAGRANGIAN_FROM else math.inf
+        choice, bound, stats = _large(d, fallback_choice, t + 0.75 * time_limit_s, t + 0.9 * time_limit_s, gap, notes, first)
         prices = stats.pop("prices", None)
         notes.append(", ".join(f"{k} {v}" for k, v in stats.items()))
-        best = _to_assignments(jobs, workers, choice)
+        if stats.get("lp_gave_up"):
+            choice, bound, prices = _lagrangian(d, fallback_choice, *_worker_features(workers), t + 0.85 * time_limit_s, gap, notes)
+        if _cost_of(d, choice) < _cost_of(d, fallback_choice):
+            best = _to_assignments(jobs, workers, choice)
     elif solver == "highs":
         model = _build(d)
         # 1. the LP relaxation: a proven bound, and mostly integral; complete its integral part greedily

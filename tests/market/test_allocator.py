@@ -162,13 +162,29 @@ def test_bounds_of_both_paths_are_valid_against_the_exact_optimum(family: str, m
         assert A.dense_lagrangian_bound(d, rng.uniform(0, scale, len(workers))) <= optimum + 1e-6 * abs(optimum)
 
 
+def _force_lagrangian(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The large-instance path, with column generation giving up on its first LP at once (as when it cannot finish)."""
+    monkeypatch.setattr(A, "COLUMN_GENERATION_FROM", 0)
+    monkeypatch.setattr(A, "LAGRANGIAN_FROM", 0)
+    monkeypatch.setattr(A, "_FIRST_LP", 0.0)
+
+
+def test_column_generation_keeps_going_when_its_first_lp_is_solved_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs, workers = instance(400, 40, seed=4)
+    monkeypatch.setattr(A, "COLUMN_GENERATION_FROM", 0)
+    monkeypatch.setattr(A, "LAGRANGIAN_FROM", 0)
+    result = allocate(jobs, workers, time_limit_s=10)
+    assert not any(note.startswith("lagrangian") for note in result.notes) and result.gap <= 0.02
+    check(jobs, workers, result.assignments)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_lagrangian_path_is_feasible_with_a_valid_bound(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The path used above LAGRANGIAN_FROM fitting pairs, forced on a medium instance: its bound never exceeds the exact
     optimum, its allocation obeys the rules (re-checked), costs at least the optimum and never more than greedy."""
     jobs, workers = instance(240, 24, seed=7, family=family)
     optimum = _exact(jobs, workers)
-    monkeypatch.setattr(A, "LAGRANGIAN_FROM", 0)
+    _force_lagrangian(monkeypatch)
     result = allocate(jobs, workers, time_limit_s=1.5)
     assert any(note.startswith("lagrangian") for note in result.notes)
     check(jobs, workers, result.assignments)
@@ -186,7 +202,7 @@ def test_lagrangian_path_is_feasible_with_a_valid_bound(family: str, monkeypatch
 def test_lagrangian_path_brute_force(family: str, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     jobs, workers = instance(7, 3, seed=seed, family=family)
     best = _brute_force(jobs, workers)
-    monkeypatch.setattr(A, "LAGRANGIAN_FROM", 0)
+    _force_lagrangian(monkeypatch)
     result = allocate(jobs, workers, time_limit_s=0.3)
     check(jobs, workers, result.assignments)
     assert result.bound <= best + 1e-9 <= result.cost + 2e-9
