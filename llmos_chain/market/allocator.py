@@ -367,6 +367,9 @@ def _lagrangian(d: _Dense, start: Any, features: Any, groups: Any, deadline: flo
     g32 = d.gpus.astype(np.float32)
     p32 = d.payment.astype(np.float32)
     rows = np.arange(n)
+    ones = bool((d.gpus == 1).all())
+    a = np.empty_like(c32)  # the matrices of every step, allocated once (a fresh one per step costs page faults)
+    priced_cost = np.empty_like(d.cost)
     best, ub = start, _cost_of(d, start)
     k = int(groups.max()) + 1
     f = features.shape[1]
@@ -383,7 +386,11 @@ def _lagrangian(d: _Dense, start: Any, features: Any, groups: Any, deadline: flo
     switch = t0 + 0.6 * (deadline - t0)
     while time.perf_counter() < deadline:
         it += 1
-        a = c32 + g32[:, None] * lam.astype(np.float32)[None, :]
+        if ones:  # every job 1 GPU: one pass over the matrix, into the same buffer each step
+            np.add(c32, lam.astype(np.float32)[None, :], out=a)
+        else:
+            np.multiply(g32[:, None], lam.astype(np.float32)[None, :], out=a)
+            a += c32
         w = a.argmin(axis=1)
         v = a[rows, w]
         place = v < p32
@@ -398,7 +405,9 @@ def _lagrangian(d: _Dense, start: Any, features: Any, groups: Any, deadline: flo
                 step, stall = step * 0.7, 0
         s = np.bincount(w[place], weights=d.gpus[place], minlength=m) - d.free
         if it % 20 == 0 or (it < 20 and it % 5 == 0):
-            priced = _greedy_positions(_Dense(d.gpus, d.payment, d.job_ids, d.free, d.cost + d.gpus[:, None] * best_lam[None, :]))
+            np.multiply(d.gpus[:, None], best_lam[None, :], out=priced_cost)
+            priced_cost += d.cost
+            priced = _greedy_positions(_Dense(d.gpus, d.payment, d.job_ids, d.free, priced_cost))
             cost = _cost_of(d, priced)
             if cost < ub:
                 best, ub = priced, cost
@@ -422,7 +431,10 @@ def _lagrangian(d: _Dense, start: Any, features: Any, groups: Any, deadline: flo
                 break
             theta = theta + step * (ub - value) / norm * grad
             lam = reduced(theta)
-    bound = dense_lagrangian_bound(d, best_lam)  # in float64: the steps' float32 values only steered
+    # the bound in float64 (the steps' float32 values only steered), as `dense_lagrangian_bound` computes it
+    np.multiply(d.gpus[:, None], best_lam[None, :], out=priced_cost)
+    priced_cost += d.cost
+    bound = float(np.minimum(d.payment, priced_cost.min(axis=1)).sum() - (best_lam * d.free).sum())
     notes.append(f"lagrangian steps {it}")
     return best, bound, best_lam
 
