@@ -380,7 +380,7 @@ def _lagrangian(d: _Dense, start: Any, features: Any, groups: Any, deadline: flo
         return np.maximum(0.0, (th[idx] * features).sum(axis=1))
 
     lam = reduced(theta)
-    lb, best_lam, best_theta = -math.inf, lam.copy(), theta.copy()
+    lb, best_lam = -math.inf, lam.copy()
     step, stall, it, full, direction = 0.5, 0, 0, False, None
     t0 = time.perf_counter()
     switch = t0 + 0.6 * (deadline - t0)
@@ -397,8 +397,6 @@ def _lagrangian(d: _Dense, start: Any, features: Any, groups: Any, deadline: flo
         value = float(np.where(place, v, p32).astype(np.float64).sum() - (lam * d.free).sum())
         if value > lb:
             lb, best_lam, stall = value, lam.copy(), 0
-            if not full:
-                best_theta = theta.copy()
         else:
             stall += 1
             if stall >= 10:
