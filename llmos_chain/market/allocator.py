@@ -319,6 +319,7 @@ COLUMN_GENERATION_FROM = 20_000
 #: Above this many fitting pairs (10,000 jobs × 1,000 workers has 8–10 million), column generation gives up when its first
 #: restricted LP is not solved in time, and the Lagrangian method (`_lagrangian`) takes over.
 LAGRANGIAN_FROM = 4_000_000
+_PRIMAL_EVERY = 0.15  # the Lagrangian method's greedy at its prices, every this fraction of its time (and at the end)
 _FIRST_LP = 0.4  # there, the first restricted LP's deadline (a fraction of the time limit); past it, the Lagrangian method
 _INITIAL_PER_JOB = 1  # each job's cheapest fitting workers in the first restricted LP
 _INITIAL_PER_WORKER = 48  # each worker's most profitable jobs per GPU in it
@@ -379,11 +380,20 @@ def _lagrangian(d: _Dense, start: Any, features: Any, groups: Any, deadline: flo
     def reduced(th: Any) -> Any:
         return np.maximum(0.0, (th[idx] * features).sum(axis=1))
 
+    def primal(best: Any, ub: float) -> tuple[Any, float]:
+        """Greedy with each pair's cost raised by its GPUs at the best prices so far, if it costs less."""
+        np.multiply(d.gpus[:, None], best_lam[None, :], out=priced_cost)
+        np.add(priced_cost, d.cost, out=priced_cost)
+        priced = _greedy_positions(_Dense(d.gpus, d.payment, d.job_ids, d.free, priced_cost))
+        cost = _cost_of(d, priced)
+        return (priced, cost) if cost < ub else (best, ub)
+
     lam = reduced(theta)
     lb, best_lam = -math.inf, lam.copy()
     step, stall, it, full, direction = 0.5, 0, 0, False, None
     t0 = time.perf_counter()
     switch = t0 + 0.6 * (deadline - t0)
+    next_primal = t0 + _PRIMAL_EVERY * (deadline - t0)
     while time.perf_counter() < deadline:
         it += 1
         if ones:  # every job 1 GPU: one pass over the matrix, into the same buffer each step
@@ -402,13 +412,9 @@ def _lagrangian(d: _Dense, start: Any, features: Any, groups: Any, deadline: flo
             if stall >= 10:
                 step, stall = step * 0.7, 0
         s = np.bincount(w[place], weights=d.gpus[place], minlength=m) - d.free
-        if it % 20 == 0 or (it < 20 and it % 5 == 0):
-            np.multiply(d.gpus[:, None], best_lam[None, :], out=priced_cost)
-            priced_cost += d.cost
-            priced = _greedy_positions(_Dense(d.gpus, d.payment, d.job_ids, d.free, priced_cost))
-            cost = _cost_of(d, priced)
-            if cost < ub:
-                best, ub = priced, cost
+        if (it < 20 and it % 5 == 0) or time.perf_counter() >= next_primal:
+            best, ub = primal(best, ub)
+            next_primal = time.perf_counter() + _PRIMAL_EVERY * (deadline - t0)
             if ub - lb <= gap * abs(ub):
                 break
         if not full and (time.perf_counter() > switch or step < 0.02):
@@ -429,6 +435,8 @@ def _lagrangian(d: _Dense, start: Any, features: Any, groups: Any, deadline: flo
                 break
             theta = theta + step * (ub - value) / norm * grad
             lam = reduced(theta)
+    if ub - lb > gap * abs(ub):
+        best, ub = primal(best, ub)  # at the last best prices
     # the bound in float64 (the steps' float32 values only steered), as `dense_lagrangian_bound` computes it
     np.multiply(d.gpus[:, None], best_lam[None, :], out=priced_cost)
     priced_cost += d.cost
