@@ -58,7 +58,7 @@ class Allocation:
     solve_s: float
     variables: int = 0
     notes: list[str] = field(default_factory=list)
-    prices: Any = None  # each worker's price per GPU from the LP's duals (numpy array; None without an LP)
+    prices: Any = None  # each worker's price per GPU: the LP's duals, or the Lagrangian method's prices (numpy array; None without either)
 
     @property
     def gap(self) -> float:
