@@ -214,6 +214,8 @@ def test_generate_continues_the_prompt_and_streams_the_same_text(generator: Engi
         sampled = [httpx.post(url + "/v1/generate", json={"prompt": "the", "temperature": 1.0, "seed": 5}).json()["text"]
                    for _ in range(2)]
         short = httpx.post(url + "/v1/generate", json={"prompt": "the cat", "max_new_tokens": 3}).json()["text"]
+        # a temperature so small that logits / T overflow (found by schemathesis): sampling is then greedy, not a 500
+        tiny = httpx.post(url + "/v1/generate", json={"prompt": "the cat", "max_new_tokens": 20, "temperature": 8e-221, "seed": 1})
         bad = httpx.post(url + "/v1/generate", json={"prompt": "the cat", "max_new_tokens": 0})
     assert plain.status_code == 200 and plain.json()["text"] == " sat on the mat."
     names = [e.removeprefix("event: ") for e in events if e.startswith("event: ")]
@@ -222,6 +224,7 @@ def test_generate_continues_the_prompt_and_streams_the_same_text(generator: Engi
     assert "".join(payloads[:-1]) == payloads[-1] == " sat on the mat."
     assert sampled[0] == sampled[1]  # a seed makes sampling reproducible
     assert short == " sa"
+    assert tiny.status_code == 200 and tiny.json()["text"] == " sat on the mat."
     assert bad.status_code == 422
 
 

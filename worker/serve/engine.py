@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import re
 import threading
 from collections.abc import Callable
@@ -170,7 +172,11 @@ class Engine:
                     if g.temperature <= 0:
                         token = int(logits[i].argmax())
                     else:
-                        token = int(torch.multinomial((logits[i] / g.temperature).softmax(-1), 1, generator=generators[i]))
+                        # shifted so the largest logit is 0 first: a tiny temperature sends the rest to -inf (a
+                        # greedy pick among the best), never to inf - inf = nan
+                        row = logits[i].double()
+                        scaled = ((row - row.max()) / g.temperature).nan_to_num(nan=-math.inf)
+                        token = int(torch.multinomial(scaled.softmax(-1), 1, generator=generators[i]))
                     if eos is not None and token == eos:
                         done[i] = True
                     else:
