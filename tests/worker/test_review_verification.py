@@ -1,0 +1,89 @@
+"""Adversarial review of verification by re-execution (issue 15): each test shows one finding."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmos_chain.chain.market import JobState
+from tests.worker.test_verification import Market, _recipe, market  # noqa: F401  (fixture)
+from worker import train, verify
+
+
+class MiddlePoison(train.Trainer):
+    """Trains honestly except for one tampering inside interval 3 (step 17), then honestly again from the tampered
+    weights: the first and the last interval both replay correctly from their own checkpoints."""
+
+    def train_step(self) -> tuple[float, int]:
+        out = super().train_step()
+        if self.step == 17:
+            with torch.no_grad():
+                for _, p in self.named:
+                    p.add_(0.05)
+        return out
+
+
+def test_a_worker_who_tampers_only_in_a_middle_interval_is_not_paid(market: Market, intents_jsonl: bytes,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = market.run(intents_jsonl, _recipe(), MiddlePoison, monkeypatch)
+    report = market.dispute_and_decide(job_id)
+    # the trajectory does not follow from the recipe on the data (interval 3 disagrees), yet only the ends are replayed
+    assert report.resolved == {job_id: False}, market.arbiter.decisions()
+
+
+def test_a_result_source_that_does_not_answer_near_the_deadline_does_not_slash_the_worker(
+        market: Market, intents_jsonl: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmos_chain import arbiter as arbiter_mod
+    from llmos_chain.errors import LlmosError
+
+    job_id = market.run(intents_jsonl, _recipe(), None, monkeypatch)
+
+    def lagging(source: str, job: int, dest: Path) -> Path:
+        raise LlmosError("connection timed out")  # infrastructure trouble, not a missing bundle
+
+    monkeypatch.setattr(arbiter_mod, "fetch_bundle", lagging)
+    market.arbiter.policy = arbiter_mod.ArbiterPolicy(results=market.policy.results, margin_s=10**9)  # always "late"
+    report = market.dispute_and_decide(job_id)
+    assert job_id not in report.resolved, market.arbiter.decisions()  # never decided against the (honest) worker
+
+
+@pytest.mark.parametrize("line", [b'{"step": "x", "weights_hash": "00"}', b'[1, 2]', b'7', b'{"step": null}', b'not json', b'{"step": 5}'])
+def test_verify_serves_an_error_not_a_traceback_for_a_malformed_trajectory(tmp_path: Path, line: bytes) -> None:
+    records = verify.record_list(line + b"\n")
+    try:
+        verdict = verify.check(_session(records))
+    except verify.CheckpointError:  # an LlmosError: serve_request reports it as {"event": "error"}, exit 2
+        return
+    assert not verdict.agrees
+
+
+def _session(records: list) -> verify.Session:
+    s = verify.Session.__new__(verify.Session)
+    s.records, s.steps, s.setup_s = records, [5], 0.0
+    s.checkpoints = lambda k: b""
+    return s
+
+
+def test_a_worker_whose_checkpoint_endpoint_fails_cannot_run_out_the_dispute_clock(
+        market: Market, intents_jsonl: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's API serves the bundle but answers HTTP 500 for its checkpoints: `fetch_checkpoints` raises
+    LlmosError, which `Arbiter.step` swallows as node trouble every step, even when late, so the deadline passes and the
+    market's default (the worker's claim stands) applies. A bundle that does not come when late is decided against the
+    worker; checkpoints that do not come should be too (or at least decided)."""
+    from llmos_chain import arbiter as arbiter_mod
+    from llmos_chain import results
+    from llmos_chain.errors import LlmosError
+
+    job_id = market.run(intents_jsonl, _recipe(), None, monkeypatch)
+
+    def failing(source: str, job: int, bundle: Path, timeout: float = 60.0) -> int:
+        raise LlmosError(f"fetching {source}/jobs/{job}/checkpoint/3 failed: HTTP 500 Internal Server Error")
+
+    monkeypatch.setattr(results, "fetch_checkpoints", failing)
+    market.arbiter.policy = arbiter_mod.ArbiterPolicy(results=market.policy.results, margin_s=10**9)  # always "late"
+    report = market.dispute_and_decide(job_id)
+    assert job_id in report.resolved, market.arbiter.decisions()
