@@ -87,3 +87,43 @@ def test_a_worker_whose_checkpoint_endpoint_fails_cannot_run_out_the_dispute_clo
     market.arbiter.policy = arbiter_mod.ArbiterPolicy(results=market.policy.results, margin_s=10**9)  # always "late"
     report = market.dispute_and_decide(job_id)
     assert job_id in report.resolved, market.arbiter.decisions()
+
+
+def test_an_arbiter_key_rotated_after_the_run_does_not_slash_an_honest_worker(market: Market, intents_jsonl: bytes,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker sealed its checkpoints to the arbiter key of the time; the arbiter then names a new key (or the
+    owner names a new arbiter: `setArbiter` clears the key). `checkpoints.key` no longer unwraps, `prepare` passes no
+    checkpoint key, and the first replay that needs a checkpoint is a finding against the honest worker."""
+    from llmos_chain.arbiter import Arbiter
+    from llmos_chain.crypto.keys import EncryptionKey
+    from llmos_chain.store import Store
+
+    job_id = market.run(intents_jsonl, _recipe(), None, monkeypatch)
+    market.arbiter_key = EncryptionKey.generate()
+    market.arbiter = Arbiter(market.w.suite, Store(market.tmp / "arbiter2.db"), market.w.arbiter, market.arbiter_key,
+                             market.policy, market.tmp / "reports")
+    market.arbiter.ensure_key()
+    report = market.dispute_and_decide(job_id)
+    assert report.resolved.get(job_id) is not False, market.arbiter.decisions()
+
+
+def test_the_replay_timeout_holds_while_the_replay_process_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`verification.replay` checks its deadline only when a line arrives on stdout: a replay (or a setup on a huge
+    crafted checkpoint) that prints nothing runs past the budget the arbiter gave it, and so past the dispute deadline."""
+    import subprocess
+    import sys
+    import time
+
+    from llmos_chain import verification
+    from llmos_chain.errors import VerificationError
+
+    real = subprocess.Popen
+
+    def silent(args: list[str], **kw: object) -> subprocess.Popen:
+        return real([sys.executable, "-c", "import sys, time; sys.stdin.read(); time.sleep(20)"], **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verification.subprocess, "Popen", silent)
+    t0 = time.monotonic()
+    with pytest.raises(VerificationError):
+        verification.replay(1, {}, timeout_s=1.0)
+    assert time.monotonic() - t0 < 10
