@@ -182,6 +182,8 @@ def check(session: Session, intervals: list[int] | None = None, every: bool = Fa
         verdict.diverging, verdict.detail = r.diverging, r.detail
         return verdict
 
+    if intervals is not None and not intervals and not every:
+        intervals = None  # no interval named: the ends and the bisection, never "nothing replayed, all agree"
     if intervals is not None or every:
         for i in (range(n) if every else intervals or []):
             if not 0 <= i < n:

@@ -127,3 +127,11 @@ def test_the_replay_timeout_holds_while_the_replay_process_is_silent(monkeypatch
     with pytest.raises(VerificationError):
         verification.replay(1, {}, timeout_s=1.0)
     assert time.monotonic() - t0 < 10
+
+
+def test_an_empty_interval_list_is_not_an_agreement() -> None:
+    """`check(session, [])` replayed nothing and said "0 interval(s) replayed, all agree" (exit 0 of `worker verify`
+    for a request with "intervals": [])."""
+    session = _session([{"step": 5, "weights_hash": "ab"}])
+    session.replay = lambda i: verify.Replay(i, 0, False, 0, "ab", "cd", "differs", 5, 0.0)  # type: ignore[method-assign]
+    assert not verify.check(session, []).agrees
