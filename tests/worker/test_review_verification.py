@@ -135,3 +135,29 @@ def test_an_empty_interval_list_is_not_an_agreement() -> None:
     session = _session([{"step": 5, "weights_hash": "ab"}])
     session.replay = lambda i: verify.Replay(i, 0, False, 0, "ab", "cd", "differs", 5, 0.0)  # type: ignore[method-assign]
     assert not verify.check(session, []).agrees
+
+
+def test_the_owners_agent_grants_once_the_arbiter_names_its_key(market: Market, intents_jsonl: bytes,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dispute opened while the market has no arbiter key (a new arbiter after `setArbiter`, not yet keyed): the
+    agent records "refused" for that dispute for good, so it never grants once the key is named, and the dispute goes
+    to the default outcome (the worker's claim stands) however the replay would have gone."""
+    from llmos_chain.agent import Agent, GrantPolicy
+    from llmos_chain.chain.contracts import Sender
+    from llmos_chain.chain.market import MarketClient, get_job
+    from llmos_chain.datasets import Manifest, manifest_path
+    from llmos_chain.store import Store
+    from llmos_chain.verification import verifier_grant
+
+    w = market.w
+    job_id = market.run(intents_jsonl, _recipe(), None, monkeypatch)
+    MarketClient(w.suite, Sender(w.suite.w3, w.arbiter)).set_arbiter_key(0)
+    w.act(w.client).dispute(job_id, b"\x01" * 32)
+    sealed = sorted(market.tmp.glob("job*/data.sealed"))[-1]
+    agent = Agent(w.suite, Store(market.tmp / "agent.db"), owner=w.owner, keystore=market.setup.store,
+                  grants=GrantPolicy({get_job(w.suite, job_id).dataset_id: Manifest.load(manifest_path(sealed)).key_id}))
+    agent.step()
+    market.arbiter.ensure_key()  # the arbiter names its key, well before the deadline
+    for _ in range(3):
+        agent.step()
+    assert verifier_grant(w.suite, job_id) is not None
