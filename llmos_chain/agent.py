@@ -257,8 +257,8 @@ class Agent:
             except LlmosError as exc:  # node trouble: try again next step
                 log.info("job %s: arbiter key unreadable now: %s", job_id, exc)
                 continue
-            if key is None:
-                self._decide(job_id, kind, "refused", "the market's arbiter has named no key to grant to")
+            if key is None:  # not for good: a new arbiter names its key later, still in time for this dispute
+                log.info("job %s: the market's arbiter has named no key to grant to yet", job_id)
                 continue
             context = GrantContext(int(self.suite.w3.eth.chain_id), self.suite.market.address, dataset_id, job_id, arbiter)
             try:

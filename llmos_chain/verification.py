@@ -131,6 +131,12 @@ def replay(job_id: int, request: dict[str, Any], intervals: list[int] | None = N
     proc = subprocess.Popen([sys.executable, "-m", "worker", "verify"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdin is not None and proc.stdout is not None
+    import threading
+
+    # the deadline is checked between lines; a replay that prints nothing is killed by this watchdog instead
+    watchdog = threading.Timer(timeout_s, proc.kill)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         proc.stdin.write(json.dumps({**request, "intervals": intervals, "every": every}) + "\n")
         proc.stdin.close()
@@ -154,6 +160,7 @@ def replay(job_id: int, request: dict[str, Any], intervals: list[int] | None = N
     except subprocess.TimeoutExpired:
         raise VerificationError(f"the replay took longer than {timeout_s:.0f} s") from None
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -161,6 +168,8 @@ def replay(job_id: int, request: dict[str, Any], intervals: list[int] | None = N
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+    if verdict is None and time.perf_counter() - t0 >= timeout_s:
+        raise VerificationError(f"the replay took longer than {timeout_s:.0f} s")
     if verdict is None:
         stderr = stderr[-2000:]
         raise VerificationError(error or f"the replay process ended without a verdict (exit {proc.returncode}): {stderr.strip()}")

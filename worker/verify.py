@@ -103,7 +103,11 @@ class Session:
 
     def structure(self) -> tuple[int, str] | None:
         """The first record whose step is not where the recipe puts one (interval, why), or None."""
-        got = [int(r.get("step", -1)) for r in self.records]
+        for k, r in enumerate(self.records):  # the worker wrote (and attested) them: a malformed one is its fault
+            if not (isinstance(r, dict) and type(r.get("step")) is int and isinstance(r.get("weights_hash"), str)
+                    and isinstance(r.get("checkpoint") or "", str)):
+                return k, f"record {k + 1} is malformed"
+        got = [int(r["step"]) for r in self.records]
         for k, (want, have) in enumerate(zip(self.steps, got, strict=False)):
             if want != have:
                 return k, f"record {k + 1} is at step {have}; the recipe puts it at step {want}"
@@ -178,6 +182,8 @@ def check(session: Session, intervals: list[int] | None = None, every: bool = Fa
         verdict.diverging, verdict.detail = r.diverging, r.detail
         return verdict
 
+    if intervals is not None and not intervals and not every:
+        intervals = None  # no interval named: the ends and the bisection, never "nothing replayed, all agree"
     if intervals is not None or every:
         for i in (range(n) if every else intervals or []):
             if not 0 <= i < n:
@@ -229,7 +235,14 @@ def open_checkpoint(sealed: bytes, commitment: str, key: bytes) -> bytes:
 
 
 def record_list(raw: bytes) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in raw.splitlines() if line.strip()]
+    out: list[Any] = []
+    for line in raw.splitlines():
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append(None)  # not JSON: `Session.structure` names it as a malformed record
+    return out
 
 
 def serve_request(stdin: Any, stdout: Any) -> int:
