@@ -1,15 +1,17 @@
 """The arbiter's daemon: decide disputed results by replaying the training, before the dispute deadline.
 
 For each Disputed job the arbiter waits for the data owner's `VerifierGranted` (the owner's agent sends it), fetches
-the result bundle from the configured result sources, replays the first and last intervals and bisects to the first
-diverging one (`llmos_chain.verification`), publishes its report (`reports/JOB.json`) and calls
-`resolveDisputeWithEvidence`: the worker wins when every replayed interval agrees. A bundle the worker did not
+the result bundle from the configured result sources, replays every interval within the time left (the ends first,
+then a bisection if the last disagrees, else the rest in order; `every=False`: the ends and the bisection only;
+`llmos_chain.verification`), publishes its report (`reports/JOB.json`) and calls `resolveDisputeWithEvidence`: the worker wins when every replayed interval agrees. A bundle the worker did not
 publish, or whose trajectory is not the attested one, loses the dispute for the worker.
 
 What the arbiter cannot tell is left to the market's default outcome (the worker's claim stands after the deadline):
 no grant from the owner, disputes of failure claims (nothing was trained to replay), or a replay it could not run in
-time. Infrastructure trouble (node, fetch) is retried and never decided against anyone. Every transaction goes
-through the outbox (`resolve:JOB:DISPUTE_TX`), every decision is recorded in the `decisions` table.
+time. Trouble with the chain node is retried and never decided against anyone. The result sources are the
+provider's: a bundle or checkpoints they do not deliver by the margin before the deadline count as not published.
+Every transaction goes through the outbox (`resolve:JOB:DISPUTE_TX`), every decision is recorded in the `decisions`
+table.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ class ArbiterPolicy:
     margin_s: int = 600
     replay_timeout_s: float = 3600.0
     threads: int | None = None
-    every: bool = False  # replay every interval instead of the ends and a bisection
+    # every interval (one replay per stretch between kept checkpoints, within the time left), not only the ends and a
+    # bisection: a worker that tampers in one middle interval and trains honestly around it passes the ends
+    every: bool = True
 
 
 @dataclass
@@ -158,7 +162,7 @@ class Arbiter:
                 report.waiting.append(job_id)
             return
         with tempfile.TemporaryDirectory(prefix="llmos-arbiter-") as tmp:
-            bundle = self._bundle(job_id, Path(tmp))
+            bundle = self._bundle(job_id, Path(tmp), late)
             if bundle is None:
                 if not late:
                     report.waiting.append(job_id)
@@ -182,7 +186,10 @@ class Arbiter:
                     return
         self._resolve(job_id, kind, tx, finding, report)
 
-    def _bundle(self, job_id: int, dest: Path) -> Path | None:
+    def _bundle(self, job_id: int, dest: Path, late: bool = False) -> Path | None:
+        """The job's bundle with its checkpoints from the first source that has it; None to wait (nothing found yet, or
+        its checkpoints could not be fetched now). When `late`, a bundle whose checkpoints did not come is used as is:
+        the replay then finds them missing, which is the worker's finding."""
         for source in self.policy.results:
             try:
                 found = fetch_bundle(source, job_id, dest / "bundle")
@@ -195,7 +202,12 @@ class Arbiter:
                 copy = dest / "bundle" / str(job_id)
                 shutil.copytree(found, copy, dirs_exist_ok=True)
                 found = copy
-            self._fetch_checkpoints(source, job_id, found)
+            try:
+                self._fetch_checkpoints(source, job_id, found)
+            except LlmosError as exc:
+                log.info("job %s: %s did not deliver the checkpoints: %s", job_id, source, exc)
+                if not late:
+                    return None
             return found
         return None
 

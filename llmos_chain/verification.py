@@ -48,9 +48,11 @@ class Finding:
     intervals: int = 0
     setup_s: float = 0.0
     seconds: float = 0.0
+    complete: bool = True  # False: asked for every interval, the time ran out first (what was replayed agrees)
 
     def to_json(self) -> dict[str, Any]:
-        return {"job": self.job_id, "agrees": self.agrees, "diverging_interval": self.interval, "expected": self.expected,
+        return {"job": self.job_id, "agrees": self.agrees, "complete": self.complete, "diverging_interval": self.interval,
+                "expected": self.expected,
                 "replayed": self.replayed, "detail": self.detail, "intervals": self.intervals, "replay_count": len(self.replays),
                 "replays": self.replays, "setup_s": round(self.setup_s, 4), "seconds": round(self.seconds, 4)}
 
@@ -138,7 +140,10 @@ def replay(job_id: int, request: dict[str, Any], intervals: list[int] | None = N
     watchdog.daemon = True
     watchdog.start()
     try:
-        proc.stdin.write(json.dumps({**request, "intervals": intervals, "every": every}) + "\n")
+        # with every interval asked, the replay itself stops in time (its verdict then says which it reached): a
+        # tenth of the budget and 15 s are kept for starting the process, loading, and answering
+        budget = max(1.0, timeout_s * 0.9 - 15.0)
+        proc.stdin.write(json.dumps({**request, "intervals": intervals, "every": every, "budget_s": budget}) + "\n")
         proc.stdin.close()
         verdict: dict[str, Any] | None = None
         error: str | None = None
@@ -178,7 +183,7 @@ def replay(job_id: int, request: dict[str, Any], intervals: list[int] | None = N
     named = next((r for r in replays if not r["agrees"] and r["diverging"] == diverging), replays[-1] if replays else None)
     return Finding(job_id, bool(verdict["agrees"]), diverging, str(named["expected"]) if named else "",
                    str(named["replayed"]) if named else "", str(verdict.get("detail", "")), replays, int(verdict.get("intervals", 0)),
-                   float(verdict.get("setup_s", 0.0)), time.perf_counter() - t0)
+                   float(verdict.get("setup_s", 0.0)), time.perf_counter() - t0, bool(verdict.get("complete", True)))
 
 
 def verify_job(suite: Suite, job_id: int, bundle: Path, key: EncryptionKey, work_dir: Path, intervals: list[int] | None = None,

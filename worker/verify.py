@@ -54,6 +54,7 @@ class Verdict:
     diverging: int | None = None
     detail: str = ""
     setup_s: float = 0.0
+    complete: bool = True  # False: `every` ran out of time before replaying every interval
 
     @property
     def agrees(self) -> bool:
@@ -70,6 +71,7 @@ class Verdict:
 
     def to_json(self) -> dict[str, Any]:
         return {"agrees": self.agrees, "intervals": self.intervals, "diverging_interval": self.diverging, "detail": self.detail,
+                "complete": self.complete,
                 "replays": [asdict(r) for r in self.replays], "replay_count": len(self.replays), "setup_s": round(self.setup_s, 4)}
 
 
@@ -84,9 +86,12 @@ class Session:
     """The job's data, model and training state set up once; each replay restores a state and runs from there."""
 
     def __init__(self, recipe: Recipe, base_model_hash: bytes, plaintext: bytes | bytearray, records: list[dict[str, Any]],
-                 checkpoints: CheckpointSource) -> None:
+                 checkpoints: CheckpointSource, use_checkpoints: bool = True) -> None:
         t0 = time.perf_counter()
         self.recipe, self.records, self.checkpoints = recipe, records, checkpoints
+        # False when this verifier cannot open the job's checkpoints at all (sealed to an arbiter key since replaced):
+        # every replay then starts from the base model. Slower, never the worker's fault.
+        self.use_checkpoints = use_checkpoints
         dataset = data_mod.parse(bytes(plaintext), recipe)
         train_set, _ = data_mod.split(dataset, recipe.eval_fraction, recipe.hyper.seed)
         # the attested base model, checked against its hash: a worker that trained another one cannot make it ours
@@ -117,6 +122,8 @@ class Session:
         return None
 
     def _start(self, interval: int) -> int:
+        if not self.use_checkpoints:
+            return 0
         j = interval
         while j > 0 and not self.records[j - 1].get("checkpoint"):
             j -= 1
@@ -159,8 +166,11 @@ class Session:
 
 
 def check(session: Session, intervals: list[int] | None = None, every: bool = False,
-          on_replay: Callable[[Replay], None] | None = None) -> Verdict:
-    """Replay the given intervals, or every interval, or the ends and then a bisection (see the module's doc)."""
+          on_replay: Callable[[Replay], None] | None = None, until: float | None = None) -> Verdict:
+    """Replay the given intervals, or every interval, or the ends and then a bisection (see the module's doc).
+
+    With `every` and `until` (a `time.monotonic()` deadline), the intervals not reached in time are left unchecked and
+    the verdict says so (`complete` False); what was replayed still decides."""
     n = session.n
     verdict = Verdict(intervals=n, setup_s=session.setup_s)
     if n == 0:
@@ -184,8 +194,8 @@ def check(session: Session, intervals: list[int] | None = None, every: bool = Fa
 
     if intervals is not None and not intervals and not every:
         intervals = None  # no interval named: the ends and the bisection, never "nothing replayed, all agree"
-    if intervals is not None or every:
-        for i in (range(n) if every else intervals or []):
+    if intervals is not None:
+        for i in intervals:
             if not 0 <= i < n:
                 raise CheckpointError(f"interval {i} is out of range: the job has intervals 0..{n - 1}")
             r = run(i)
@@ -200,8 +210,28 @@ def check(session: Session, intervals: list[int] | None = None, every: bool = Fa
         verdict.detail = "the only interval agrees"
         return verdict
     last = run(n - 1)
-    if last.agrees:
+    if last.agrees and not every:
         verdict.detail = "the first and the last interval agree"
+        return verdict
+    if last.agrees:
+        # every interval: the rest in order, one replay per stretch between kept checkpoints (a replay checks every
+        # record on its way), so the first that disagrees is the first diverging interval; until the time runs out
+        covered = set(range(first.start_record, 1)) | set(range(last.start_record, n))
+        starts = [session._start(k) for k in range(n)]  # non-decreasing
+        stretch_end = {starts[k]: k for k in range(n)}
+        for i in range(1, n - 1):
+            if i in covered:
+                continue
+            if until is not None and time.monotonic() > until:
+                verdict.complete = False
+                verdict.detail = f"{len(covered)} of {n} intervals replayed, all agree (the time ran out for the rest)"
+                return verdict
+            end = stretch_end[starts[i]]
+            r = run(end)
+            if not r.agrees:
+                return fail(r)
+            covered |= set(range(r.start_record, end + 1))
+        verdict.detail = f"all {n} intervals replayed ({len(verdict.replays)} replay(s)), all agree"
         return verdict
     lo, hi, worst = 0, int(last.diverging if last.diverging is not None else n - 1), last
     while hi - lo > 1:  # lo agrees, hi disagrees: the first divergence lies in (lo, hi]
@@ -288,9 +318,11 @@ def serve_request(stdin: Any, stdout: Any) -> int:
                 raise CheckpointError("the bundle has no checkpoint key for this verifier")
             return open_checkpoint(path.read_bytes(), commitment, ckpt_key)
 
-        session = Session(recipe, bytes.fromhex(req["base_model_hash"]), plaintext, records, checkpoint)
-        say("setup", seconds=round(session.setup_s, 4), intervals=session.n)
-        verdict = check(session, req.get("intervals"), bool(req.get("every")), on_replay=lambda r: say("replay", **asdict(r)))
+        session = Session(recipe, bytes.fromhex(req["base_model_hash"]), plaintext, records, checkpoint, use_checkpoints=bool(ckpt_key))
+        say("setup", seconds=round(session.setup_s, 4), intervals=session.n, checkpoints=bool(ckpt_key))
+        until = time.monotonic() + float(req["budget_s"]) if req.get("budget_s") else None
+        verdict = check(session, req.get("intervals"), bool(req.get("every")), on_replay=lambda r: say("replay", **asdict(r)),
+                        until=until)
         say("verdict", **verdict.to_json())
         return 0 if verdict.agrees else 1
     except LlmosError as exc:

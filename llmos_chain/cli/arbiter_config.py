@@ -23,6 +23,6 @@ class ArbiterConfig(RoleKey):
     margin_s: int = Field(default=600, ge=0)
     replay_timeout_s: float = Field(default=3600.0, gt=0)
     threads: int | None = Field(default=None, ge=1)
-    every: bool = False
+    every: bool = True  # every interval within the time left; false: the ends and a bisection only
     poll_interval_s: float = Field(default=5.0, gt=0)
     confirmations: int | None = Field(default=None, ge=0)

@@ -111,7 +111,9 @@ def test_an_honest_lora_job_verifies_and_the_worker_is_paid(market: Market, inte
     assert ev["interval"] == STEPS // EVERY - 1  # the last interval checked
     assert ev["expected"] == ev["replayed"] != bytes(32)
     decided = json.loads((market.tmp / "reports" / f"{job_id}.json").read_text())
-    assert decided["agrees"] and decided["replay_count"] == 2  # the first and the last interval
+    # the arbiter replays every interval (one replay each: a checkpoint at every record), the first and the last first
+    assert decided["agrees"] and decided["complete"] and decided["replay_count"] == STEPS // EVERY
+    assert [r["interval"] for r in decided["replays"]] == [0, STEPS // EVERY - 1, *range(1, STEPS // EVERY - 1)]
     assert blake3.blake3((market.tmp / "reports" / f"{job_id}.json").read_bytes().rstrip(b"\n")).digest() == ev["reportHash"]
 
 
@@ -208,3 +210,16 @@ def test_the_audit_flags_an_outcome_its_evidence_contradicts(market: Market, int
     w.act(w.arbiter).resolve_with_evidence(job_id, False, ReplayEvidence(2, same, same, b"\x22" * 32))
     check = next(c for c in audit_job(w.suite, job_id).checks if c.name == "dispute outcome matches its replay")
     assert not check.ok and "interval 2" in check.detail
+
+
+def test_after_the_deadline_the_arbiter_sends_nothing(market: Market, intents_jsonl: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A granted dispute found only after its deadline: the market's default applies, the arbiter sends nothing."""
+    w = market.w
+    job_id = market.run(intents_jsonl, _recipe(), None, monkeypatch)
+    w.act(w.client).dispute(job_id, b"\x05" * 32)
+    window = int(w.suite.market.functions.disputeWindow().call())
+    w.advance(window + 1)
+    report = market.arbiter.step()
+    assert report.left_to_default == [job_id] and not report.resolved
+    assert "deadline passed" in market.arbiter.decisions()[0]["detail"]
+    assert market.arbiter.store.db.execute("SELECT COUNT(*) AS n FROM outbox").fetchone()["n"] == 0

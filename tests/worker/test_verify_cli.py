@@ -60,7 +60,7 @@ def test_verify_and_the_arbiter_on_anvil(tmp_path: Path, intents_jsonl: bytes, m
 
         ok = verify(honest)
         assert ok.returncode == 0, ok.stderr[-2000:]
-        assert json.loads(ok.stdout)["agrees"] is True and json.loads(ok.stdout)["replay_count"] == 2
+        assert json.loads(ok.stdout)["agrees"] is True and json.loads(ok.stdout)["replay_count"] == 2  # the ends (CLI default)
         bad = verify(cheat)
         assert bad.returncode == 1, bad.stderr[-2000:]
         found = json.loads(bad.stdout)
