@@ -218,11 +218,17 @@ class Arbiter:
         fetch_checkpoints(source, job_id, bundle)
 
     def _resolve(self, job_id: int, kind: str, tx: str, finding: Finding, report: ArbiterReport) -> None:
+        key = f"resolve:{job_id}:{tx}"
+        if self.store.db.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone() is not None:
+            # queued before a crash, the decision not yet recorded: the queued evidence (and its report) stand
+            self._decide(job_id, kind, "worker-wins" if finding.agrees else "client-wins", "queued before a restart")
+            report.resolved[job_id] = finding.agrees
+            return
         self.reports_dir.mkdir(parents=True, exist_ok=True)
         (self.reports_dir / f"{job_id}.json").write_bytes(finding.report_bytes() + b"\n")
         interval = finding.interval if finding.interval is not None else (NO_INTERVAL if not finding.agrees else finding.intervals - 1)
         evidence = ReplayEvidence(int(interval), evidence_hash(finding.expected), evidence_hash(finding.replayed), report_hash(finding))
-        self.box.add(f"resolve:{job_id}:{tx}", "JobMarket", "resolveDisputeWithEvidence",
+        self.box.add(key, "JobMarket", "resolveDisputeWithEvidence",
                      [job_id, self.store.terms(job_id), finding.agrees, evidence.as_tuple()])
         self._decide(job_id, kind, "worker-wins" if finding.agrees else "client-wins",
                      f"interval {finding.interval}: {finding.detail}" if finding.interval is not None else finding.detail)

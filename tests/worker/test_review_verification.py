@@ -166,3 +166,26 @@ def test_the_owners_agent_grants_once_the_arbiter_names_its_key(market: Market, 
     for _ in range(3):
         agent.step()
     assert verifier_grant(w.suite, job_id) is not None
+
+
+def test_a_restart_between_queuing_and_recording_keeps_the_queued_report(market: Market, intents_jsonl: bytes,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after queuing its decision and before recording it, the arbiter verifies again on restart: the report on
+    disk must stay the one whose hash the queued transaction carries."""
+    import blake3
+
+    from llmos_chain.arbiter import ArbiterReport
+    from llmos_chain.verification import Finding
+
+    job_id = market.run(intents_jsonl, _recipe(), None, monkeypatch)
+    arbiter = market.arbiter
+    tx = "0x" + "ab" * 8
+    first = Finding(job_id, True, 7, "11" * 32, "11" * 32, "agrees", seconds=1.0)
+    arbiter._resolve(job_id, f"resolve:{tx}", tx, first, ArbiterReport())
+    arbiter.store.db.execute("DELETE FROM decisions")  # the crash: the decision was never recorded
+    again = Finding(job_id, True, 7, "11" * 32, "11" * 32, "agrees", seconds=2.5)  # the same verdict, other timings
+    arbiter._resolve(job_id, f"resolve:{tx}", tx, again, ArbiterReport())
+    written = (market.tmp / "reports" / f"{job_id}.json").read_bytes().rstrip(b"\n")
+    queued = bytes.fromhex(arbiter.box.get(f"resolve:{job_id}:{tx}").args[3][3]["__bytes__"])  # the evidence's reportHash
+    assert blake3.blake3(written).digest() == queued == blake3.blake3(first.report_bytes()).digest()
+    assert arbiter.decisions()[0]["detail"] == "queued before a restart"
