@@ -44,6 +44,25 @@ CREATE TABLE IF NOT EXISTS decisions (
 """
 
 
+class DecisionLog:
+    """The `decisions` table of a daemon's store: one verdict per (job, kind), kept across restarts (the agent's and the
+    arbiter's)."""
+
+    store: Store
+    decision_log: logging.Logger = log
+
+    def decisions(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.store.db.execute("SELECT * FROM decisions ORDER BY job_id, kind")]
+
+    def _decided(self, job_id: int, kind: str) -> bool:
+        return self.store.db.execute("SELECT 1 FROM decisions WHERE job_id = ? AND kind = ?", (job_id, kind)).fetchone() is not None
+
+    def _decide(self, job_id: int, kind: str, verdict: str, detail: str) -> None:
+        self.decision_log.info("job %s: %s %s (%s)", job_id, kind, verdict, detail)
+        self.store.db.execute("INSERT OR REPLACE INTO decisions (job_id, kind, verdict, detail, at) VALUES (?, ?, ?, ?, ?)",
+                              (job_id, kind, verdict, detail, time.time()))
+
+
 @dataclass(frozen=True)
 class GrantPolicy:
     """Which assigned jobs get the data key.
@@ -81,7 +100,7 @@ class AgentReport:
     audit_failed: list[int] = field(default_factory=list)
 
 
-class Agent:
+class Agent(DecisionLog):
     def __init__(
         self,
         suite: Suite,
@@ -162,23 +181,12 @@ class Agent:
                 last = text
             stop.wait(poll_interval_s)
 
-    def decisions(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.store.db.execute("SELECT * FROM decisions ORDER BY job_id, kind")]
-
     def _drive(self) -> None:
         for box in (self.owner_box, self.client_box):
             if box is not None:
                 for intent in box.drive(wait_s=0.0):
                     if intent.status == "failed":
                         log.warning("%s failed: %s", intent.key, intent.error)
-
-    def _decided(self, job_id: int, kind: str) -> bool:
-        return self.store.db.execute("SELECT 1 FROM decisions WHERE job_id = ? AND kind = ?", (job_id, kind)).fetchone() is not None
-
-    def _decide(self, job_id: int, kind: str, verdict: str, detail: str) -> None:
-        log.info("job %s: %s %s (%s)", job_id, kind, verdict, detail)
-        self.store.db.execute("INSERT OR REPLACE INTO decisions (job_id, kind, verdict, detail, at) VALUES (?, ?, ?, ?, ?)",
-                              (job_id, kind, verdict, detail, time.time()))
 
     # ---------------------------------------------------------------- owner: grants
     def _refusal(self, job: dict[str, Any]) -> str | None:

@@ -19,14 +19,13 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from llmos_chain.agent import DECISIONS_SCHEMA
+from llmos_chain.agent import DECISIONS_SCHEMA, DecisionLog
 from llmos_chain.chain.connect import NODE_TROUBLE
 from llmos_chain.chain.contracts import Sender, call
 from llmos_chain.chain.deploy import Suite
@@ -63,7 +62,9 @@ class ArbiterReport:
     left_to_default: list[int] = field(default_factory=list)
 
 
-class Arbiter:
+class Arbiter(DecisionLog):
+    decision_log = log
+
     def __init__(self, suite: Suite, store: Store, account: LocalAccount, key: EncryptionKey, policy: ArbiterPolicy,
                  reports_dir: Path, confirmations: int = 0, revert_patience_s: float = 5.0) -> None:
         self.suite, self.store, self.account, self.key, self.policy = suite, store, account, key, policy
@@ -119,9 +120,6 @@ class Arbiter:
                 log.warning("step failed (node trouble), retrying: %s", exc)
             stop.wait(poll_interval_s)
 
-    def decisions(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.store.db.execute("SELECT * FROM decisions ORDER BY job_id, kind")]
-
     # ---------------------------------------------------------------- one dispute
     def _dispute(self, job_id: int) -> tuple[str, int]:
         row = self.store.db.execute("SELECT tx_hash, args FROM events WHERE job_id = ? AND name = 'JobDisputed' "
@@ -131,14 +129,6 @@ class Arbiter:
         import json
 
         return str(row["tx_hash"])[:18], int(json.loads(row["args"]).get("resolveBy", 0))
-
-    def _decided(self, job_id: int, kind: str) -> bool:
-        return self.store.db.execute("SELECT 1 FROM decisions WHERE job_id = ? AND kind = ?", (job_id, kind)).fetchone() is not None
-
-    def _decide(self, job_id: int, kind: str, verdict: str, detail: str) -> None:
-        log.info("job %s: %s %s (%s)", job_id, kind, verdict, detail)
-        self.store.db.execute("INSERT OR REPLACE INTO decisions (job_id, kind, verdict, detail, at) VALUES (?, ?, ?, ?, ?)",
-                              (job_id, kind, verdict, detail, time.time()))
 
     #: Seconds kept back from a replay's budget to send the decision before the deadline.
     SEND_SLACK_S = 60
