@@ -123,6 +123,21 @@ def scale(
                   "until rank 0's first step (Ray, process start, fetch, decrypt, model load, first evaluation).")
 
 
+def _worker_bench(what: str, args: list[str]) -> dict:
+    """Run `python -m worker ARGS` (torch lives there, never in this CLI) and read the JSON object it prints last."""
+    import json
+    import subprocess
+    import sys
+
+    from llmos_chain.errors import LlmosError
+
+    proc = subprocess.run([sys.executable, "-m", "worker", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise LlmosError(f"{what} failed (is the worker extra installed? pip install -e '.[worker]'): {tail[0]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 @app.command("finetune")
 def finetune(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -136,19 +151,7 @@ def finetune(
     Runs `python -m worker bench` in its own process: this CLI never imports torch. Target: the runner's
     overhead under 5 %; decryption and sealing are timed apart.
     """
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "worker", "bench", "--steps", str(steps), "--model", model],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        from llmos_chain.errors import LlmosError
-
-        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise LlmosError(f"the worker benchmark failed (is the worker extra installed? pip install -e '.[worker]'): {tail[0]}")
-    import json
-
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = _worker_bench("the worker benchmark", ["bench", "--steps", str(steps), "--model", model])
     if json_out:
         emit_json(result)
         return
@@ -179,18 +182,8 @@ def verify(
     training (target <= 1.5x), and the bisection against each cheating worker: the first diverging interval it finds
     and the replays it needs (target <= 8 for 64 intervals). Runs `python -m worker bench-verify` (torch stays out of
     this CLI)."""
-    import json
-    import subprocess
-    import sys
-
-    from llmos_chain.errors import LlmosError
-
-    proc = subprocess.run([sys.executable, "-m", "worker", "bench-verify", "--model", model, "--interval-steps", str(interval_steps),
-                           "--intervals", str(intervals)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise LlmosError(f"the verification benchmark failed: {tail[0]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = _worker_bench("the verification benchmark", ["bench-verify", "--model", model, "--interval-steps", str(interval_steps),
+                                                           "--intervals", str(intervals)])
     if json_out:
         emit_json(result)
         return
@@ -219,21 +212,10 @@ def serve(
     Each client sends one text per request, back to back. Target: the served model's throughput ≥ 2× the bare
     pipeline's at 32 clients on CPU. Runs `python -m worker bench-serve` in its own process (this CLI never imports torch).
     """
-    import json
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, "-m", "worker", "bench-serve", "--seconds", str(seconds), "--max-batch", str(max_batch),
-           "--max-wait-ms", str(max_wait_ms)]
+    args = ["bench-serve", "--seconds", str(seconds), "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
     if threads is not None:
-        cmd += ["--threads", str(threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        from llmos_chain.errors import LlmosError
-
-        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise LlmosError(f"the serving benchmark failed (is the worker extra installed? pip install -e '.[worker]'): {tail[0]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+        args += ["--threads", str(threads)]
+    result = _worker_bench("the serving benchmark", args)
     if json_out:
         emit_json(result)
         return
