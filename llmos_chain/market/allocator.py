@@ -14,8 +14,8 @@ span several workers and starts from this program's allocation.
 Solved by HiGHS (through pulp and highspy) with a time limit and a relative gap; CBC is the fallback.
 `sol_status` is read, never assumed: without a feasible solution the greedy allocation is used, and
 any solution is checked against the constraints before it is returned. Small batches get the full LP and
-branch and bound; above COLUMN_GENERATION_FROM fitting pairs, column generation over every pair (see `_large`); above
-LAGRANGIAN_FROM, when the first restricted LP is not solved in time, a Lagrangian method (see `_lagrangian`).
+branch and bound; above COLUMN_GENERATION_FROM fitting pairs, the LP relaxation as a transportation problem, by
+column generation with a min-cost flow solver (OR-Tools, see `flow`), warm-started by a Lagrangian method (see `_large`).
 The bound reported is always proven: an LP optimum, HiGHS's MIP dual bound, or a Lagrangian value.
 """
 
@@ -313,18 +313,14 @@ def _solve_highs(model: _Model, n_jobs: int, n_workers: int, start: dict[int, in
     return values, objective_value, bound, status
 
 
-#: Above this many fitting pairs `allocate` takes the large-instance path: a restricted LP, priced against every
-#: pair (column generation), a Lagrangian bound, then a sub-MIP over the jobs the LP left fractional.
+#: Above this many fitting pairs `allocate` takes the large-instance path (`_large`): a short Lagrangian method, then
+#: the LP relaxation by column generation over every pair with a min-cost flow solver (`flow`), then its rounding.
 COLUMN_GENERATION_FROM = 20_000
-#: Above this many fitting pairs (10,000 jobs × 1,000 workers has 8–10 million), column generation gives up when its first
-#: restricted LP is not solved in time, and the Lagrangian method (`_lagrangian`) takes over.
-LAGRANGIAN_FROM = 4_000_000
 _PRIMAL_EVERY = 0.15  # the Lagrangian method's greedy at its prices, every this fraction of its time (and at the end)
-_FIRST_LP = 0.4  # there, the first restricted LP's deadline (a fraction of the time limit); past it, the Lagrangian method
-_INITIAL_PER_JOB = 1  # each job's cheapest fitting workers in the first restricted LP
-_INITIAL_PER_WORKER = 48  # each worker's most profitable jobs per GPU in it
-_ENTERING_PER_JOB = 2  # per round: each job's pairs of most negative reduced cost
-_ENTERING_MOST = 10_000  # and the most negative reduced costs per GPU over all pairs
+_WARM_START = 0.2  # the large path's Lagrangian warm start, as a fraction of the time limit
+_WARM_START_MAX_S = 1.0  # and at most this long (the flow does better with the rest)
+_LP_UNTIL = 0.8  # its column generation starts no round that would end much past this fraction of the time limit
+_DONE_BY = 0.9  # and its rounding by this one (the rest: checking the allocation and its cost in Python)
 
 
 def dense_lagrangian_bound(d: _Dense, gpu_prices: Any) -> float:
@@ -445,166 +441,65 @@ def _lagrangian(d: _Dense, start: Any, features: Any, groups: Any, deadline: flo
     return best, bound, best_lam
 
 
-def _large(d: _Dense, fallback: Any, lp_deadline: float, deadline: float, gap: float,
-           notes: list[str], first_lp_deadline: float = math.inf) -> tuple[Any, float, dict[str, Any]]:
-    """Column generation for the LP relaxation until `lp_deadline`, then its rounding and a sub-MIP until `deadline`.
+def _large(d: _Dense, fallback: Any, workers: Sequence[WorkerSupply], start: float, time_limit_s: float, gap: float,
+           notes: list[str]) -> tuple[Any, float, Any]:
+    """The large-instance path. Returns (worker position per job, proven lower bound, GPU prices).
 
-    Each round prices every pair against the restricted LP's duals; the worker duals are GPU prices, so each round
-    also gives a Lagrangian lower bound (`dense_lagrangian_bound`, valid for any prices). It stops once the greedy
-    cost is within `gap` of that bound, or when no pair can enter (the bound is then the LP optimum).
-    If the first restricted LP is not solved by `first_lp_deadline`, it gives up at once (statistics
-    `lp_gave_up`): the LP cannot finish in time on this instance.
-    Returns (worker position per job, proven lower bound, statistics)."""
-    import highspy
+    1. A short Lagrangian method (`_lagrangian`, _WARM_START of the time) for starting prices and an allocation.
+    2. The LP relaxation by column generation with a min-cost flow solver (`flow.solve`) until _LP_UNTIL of the time
+       limit: exact when every job needs one GPU (the flow is then an integer allocation), a proven bound always.
+    3. The allocation: the best integral flow seen (jobs a flow splits over workers completed greedily), greedy at the
+       final prices, and a small MIP over the jobs the flow split, until _DONE_BY of the time limit.
+    If the flow solver fails, the Lagrangian method takes the rest of the time."""
     import numpy as np
 
+    from llmos_chain.market import flow
+
+    features = _worker_features(workers)
+    warm, bound, prices = _lagrangian(d, fallback, *features, start + min(_WARM_START * time_limit_s, _WARM_START_MAX_S), gap,
+                                      notes)
+    best = warm if _cost_of(d, warm) < _cost_of(d, fallback) else fallback
+    if _cost_of(d, best) - bound <= gap * abs(_cost_of(d, best)):
+        return best, bound, prices
+    deadline = start + _DONE_BY * time_limit_s
+    lp = flow.solve(d, prices, [fallback, warm], start + _LP_UNTIL * time_limit_s, gap, notes)
+    if lp is None:
+        choice, more, more_prices = _lagrangian(d, best, *features, deadline, gap, notes)
+        return (choice if _cost_of(d, choice) < _cost_of(d, best) else best), max(bound, more), (more_prices if more > bound else prices)
+    if lp.bound > bound:
+        bound, prices = lp.bound, lp.prices
+    if lp.incumbent is not None and lp.incumbent_cost < _cost_of(d, best):
+        best = lp.incumbent
+    if _cost_of(d, best) - bound <= gap * abs(_cost_of(d, best)) or time.perf_counter() >= deadline:
+        return best, bound, prices
+    # greedy with each pair's cost raised by its GPUs at the prices: a job that could run elsewhere leaves the GPUs the
+    # LP values more to the jobs that need them
+    priced = _greedy_positions(_Dense(d.gpus, d.payment, d.job_ids, d.free, d.cost + d.gpus[:, None] * lp.prices[None, :]))
+    if _cost_of(d, priced) < _cost_of(d, best):
+        best = priced
+    # the jobs the flow split over workers: a small MIP over their pairs in the LP and the GPUs the whole jobs left
     n, m = d.cost.shape
-    inf = highspy.kHighsInf
-    finite = np.isfinite(d.cost)
-    # the first columns: each job's cheapest workers, each worker's most profitable jobs per GPU (GPUs are scarce
-    # where the allocation matters, and the LP's choice is which jobs the workers take), and the greedy solution
-    present = np.zeros((n, m), dtype=bool)
-    k = min(_INITIAL_PER_JOB, m)
-    if k:
-        near = np.argpartition(d.cost, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
-        present[np.repeat(np.arange(n), near.shape[1]), near.ravel()] = True
-    top = min(_INITIAL_PER_WORKER, n)
-    step = 64
-    for a in range(0, m, step):  # in blocks of workers, transposed: each worker's jobs by minus profit per GPU
-        per_gpu = ((d.cost[:, a : a + step] - d.payment[:, None]) / d.gpus[:, None]).T.copy()
-        best_jobs = np.argpartition(per_gpu, top - 1, axis=1)[:, :top] if top < n else np.tile(np.arange(n), (per_gpu.shape[0], 1))
-        present[best_jobs.ravel(), np.repeat(np.arange(a, a + per_gpu.shape[0]), best_jobs.shape[1])] = True
-    on = fallback >= 0
-    present[np.flatnonzero(on), fallback[on]] = True
-    present &= finite
-
-    col_job: list[Any] = []
-    col_worker: list[Any] = []
-
-    def matrix(jj: Any, ww: Any) -> tuple[Any, Any, Any]:
-        c = len(jj)
-        index = np.empty(2 * c, dtype=np.int32)
-        index[0::2], index[1::2] = jj, n + ww
-        value = np.empty(2 * c)
-        value[0::2], value[1::2] = 1.0, d.gpus[jj]
-        col_job.append(jj)
-        col_worker.append(ww)
-        return np.arange(0, 2 * c, 2, dtype=np.int32), index, value
-
-    # rows: one equality per job (assigned somewhere or left open), one GPU budget per worker; columns: `open` per
-    # job, then the pairs
-    jj, ww = np.nonzero(present)
-    starts, index, value = matrix(jj, ww)
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n + len(jj), n + m
-    lp.col_cost_ = np.concatenate([d.payment, d.cost[jj, ww]])
-    lp.col_lower_, lp.col_upper_ = np.zeros(lp.num_col_), np.ones(lp.num_col_)
-    lp.row_lower_ = np.concatenate([np.ones(n), np.full(m, -inf)])
-    lp.row_upper_ = np.concatenate([np.ones(n), d.free])
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.concatenate([np.arange(n), n + starts, [n + 2 * len(jj)]]).astype(np.int32)
-    lp.a_matrix_.index_ = np.concatenate([np.arange(n, dtype=np.int32), index])
-    lp.a_matrix_.value_ = np.concatenate([np.ones(n), value])
-    h = _new_highs()
-    h.setOptionValue("simplex_strategy", 1)  # dual simplex from scratch
-    h.passModel(lp)
-
-    def add(jj: Any, ww: Any) -> None:
-        starts, index, value = matrix(jj, ww)
-        h.addCols(len(jj), d.cost[jj, ww], np.zeros(len(jj)), np.ones(len(jj)), len(index), starts, index, value)
-
-    bound, rounds, converged = -math.inf, 0, False
-    values = None
-    last_prices = None
-    incumbent = _cost_of(d, fallback)
-    while time.perf_counter() < lp_deadline:
-        # HiGHS's time limit counts the instance's total run time over all its runs
-        until = lp_deadline if rounds else min(lp_deadline, first_lp_deadline)
-        if not rounds and time.perf_counter() >= first_lp_deadline:
-            return fallback, bound, {"lp_rounds": 0, "lp_gave_up": True, "prices": None}
-        h.setOptionValue("time_limit", h.getRunTime() + max(0.01, until - time.perf_counter()))
-        h.run()
-        status = h.modelStatusToString(h.getModelStatus())
-        if status != "Optimal":
-            notes.append(f"restricted LP: {status}")
-            if not rounds and until < lp_deadline:
-                return fallback, bound, {"lp_rounds": 0, "lp_gave_up": True, "prices": None}
-            break
-        rounds += 1
-        sol = h.getSolution()
-        values = np.asarray(sol.col_value)[n:]
-        open_value = np.asarray(sol.col_value)[:n]
-        duals = np.asarray(sol.row_dual)
-        u, lam = duals[:n], np.maximum(-duals[n:], 0.0)
-        last_prices = lam
-        adjusted = d.cost + d.gpus[:, None] * lam[None, :]
-        bound = max(bound, float(np.minimum(d.payment, adjusted.min(axis=1)).sum() - (lam * d.free).sum()))
-        if incumbent - bound <= gap * abs(incumbent):
-            break
-        adjusted -= u[:, None]  # the reduced cost of every pair
-        adjusted[present] = np.inf
-        rows = np.flatnonzero((adjusted < -1e-7).any(axis=1))
-        if len(rows) == 0:
-            converged = True
-            break
-        sub = adjusted[rows]
-        e = min(_ENTERING_PER_JOB, m)
-        pick = np.argpartition(sub, e - 1, axis=1)[:, :e] if e < m else np.tile(np.arange(m), (len(rows), 1))
-        jj = np.repeat(rows, pick.shape[1])
-        ww = pick.ravel()
-        keep = sub[np.repeat(np.arange(len(rows)), pick.shape[1]), ww] < -1e-7
-        jj, ww = jj[keep], ww[keep]
-        # and the most negative reduced costs per GPU over all pairs
-        sub /= d.gpus[rows, None]
-        flat = sub.ravel()
-        many = min(_ENTERING_MOST, flat.size - 1)
-        most = np.argpartition(flat, many)[:many]
-        most = most[flat[most] < -1e-7]
-        jj = np.concatenate([jj, rows[most // m]])
-        ww = np.concatenate([ww, most % m])
-        key = np.unique(jj * m + ww)
-        jj, ww = key // m, key % m
-        present[jj, ww] = True
-        add(jj, ww)  # HiGHS re-solves warm from the last basis
-    stats: dict[str, Any] = {"lp_rounds": rounds, "lp_converged": converged, "columns": int(present.sum()), "prices": last_prices}
-    if values is None:
-        return fallback, bound, stats
-    cj, cw = np.concatenate(col_job)[: len(values)], np.concatenate(col_worker)[: len(values)]  # the columns last solved
-    x = values
-    fixed = np.full(n, -1, dtype=np.int64)
-    whole = x > 1 - 1e-6
-    fixed[cj[whole]] = cw[whole]
-    rounded = _greedy_positions(d, fixed)
-    best = rounded if _cost_of(d, rounded) < _cost_of(d, fallback) else fallback
-    if last_prices is not None and time.perf_counter() < deadline:
-        # greedy again, each pair's cost raised by its GPUs at the worker's dual price: a job that could run elsewhere
-        # leaves the GPUs the LP values more to the jobs that need them
-        priced = _greedy_positions(_Dense(d.gpus, d.payment, d.job_ids, d.free, d.cost + d.gpus[:, None] * last_prices[None, :]))
-        if _cost_of(d, priced) < _cost_of(d, best):
-            best = priced
-    # the jobs the LP did not assign whole: a small MIP over their LP columns and the GPUs the fixed jobs left
+    fixed, split = flow.integral_choice(n, lp.arc_job, lp.arc_worker, lp.arc_flow, d.gpus)
     remaining = deadline - time.perf_counter()
-    # (jobs the LP left open whole are not in it: the greedy completion gave them what GPUs were left)
-    loose = np.flatnonzero((fixed < 0) & ((open_value < 1 - 1e-6) | (rounded >= 0)))
-    if remaining > 0.05 and len(loose):
+    if remaining > 0.05 and split.any():
         residual = d.free.copy()
         np.subtract.at(residual, fixed[fixed >= 0], d.gpus[fixed >= 0])
-        in_loose = np.zeros(n, dtype=bool)
-        in_loose[loose] = True
-        sel = in_loose[cj] & (residual[cw] >= d.gpus[cj])
-        pj, pw = cj[sel], cw[sel]
-        extra = (rounded >= 0) & in_loose  # the greedy completion's pairs, as a starting solution
-        ej, ew = np.flatnonzero(extra), rounded[extra]
-        key = np.unique(np.concatenate([pj * m + pw, ej * m + ew]))
+        completed = _greedy_positions(d, fixed)
+        loose = split | ((fixed < 0) & (completed >= 0))
+        cj, cw = lp.arc_job, lp.arc_worker
+        sel = loose[cj] & (residual[cw] >= d.gpus[cj])
+        extra = (completed >= 0) & loose  # the greedy completion's pairs, as a starting solution
+        ej, ew = np.flatnonzero(extra), completed[extra]
+        key = np.unique(np.concatenate([cj[sel] * m + cw[sel], ej * m + ew]))
         pj, pw = key // m, key % m
-        choice = _sub_mip(d, pj, pw, residual, (ej * m + ew), remaining, notes) if len(pj) else None
+        choice = _sub_mip(d, pj, pw, residual, ej * m + ew, remaining, notes) if len(pj) else None
         if choice is not None:
             candidate = fixed.copy()
             candidate[pj[choice]] = pw[choice]
             if _cost_of(d, candidate) < _cost_of(d, best):
                 best = candidate
-        stats["sub_mip_jobs"] = len(loose)
-    return best, bound, stats
+        notes.append(f"sub-MIP over {int(loose.sum())} jobs")
+    return best, bound, prices
 
 
 def _sub_mip(d: _Dense, pj: Any, pw: Any, residual: Any, start_keys: Any, time_limit_s: float, notes: list[str]) -> Any:
@@ -653,8 +548,8 @@ def allocate(
     """The MILP allocation (building the model counts in `solve_s`); greedy when the solver finds nothing better.
 
     Up to COLUMN_GENERATION_FROM fitting pairs: the full LP relaxation, its integral part completed greedily, then
-    branch and bound (HiGHS) from the best incumbent. Above: column generation over every pair (see `_large`), and
-    above LAGRANGIAN_FROM, if its first LP is not solved by _FIRST_LP of the time limit, the Lagrangian method.
+    branch and bound (HiGHS) from the best incumbent. Above: a Lagrangian warm start, then column generation over every
+    pair with a min-cost flow solver, then its rounding (see `_large`).
     The bound is always proven: an LP optimum, HiGHS's MIP dual bound, or a Lagrangian value."""
     import numpy as np
 
@@ -674,15 +569,7 @@ def allocate(
     prices = None
     remaining = max(0.05, time_limit_s - (time.perf_counter() - t))
     if solver == "highs" and n_pairs > COLUMN_GENERATION_FROM:
-        # leave room for the final check and the objective in Python; above LAGRANGIAN_FROM fitting pairs the first
-        # restricted LP gets until _FIRST_LP of the time limit, and if it is not solved by then, the Lagrangian method
-        # (see `_lagrangian`) takes the rest of the time
-        first = t + _FIRST_LP * time_limit_s if n_pairs > LAGRANGIAN_FROM else math.inf
-        choice, bound, stats = _large(d, fallback_choice, t + 0.75 * time_limit_s, t + 0.9 * time_limit_s, gap, notes, first)
-        prices = stats.pop("prices", None)
-        notes.append(", ".join(f"{k} {v}" for k, v in stats.items()))
-        if stats.get("lp_gave_up"):
-            choice, bound, prices = _lagrangian(d, fallback_choice, *_worker_features(workers), t + 0.85 * time_limit_s, gap, notes)
+        choice, bound, prices = _large(d, fallback_choice, workers, t, time_limit_s, gap, notes)
         if _cost_of(d, choice) < _cost_of(d, fallback_choice):
             best = _to_assignments(jobs, workers, choice)
     elif solver == "highs":

@@ -162,31 +162,43 @@ def test_bounds_of_both_paths_are_valid_against_the_exact_optimum(family: str, m
         assert A.dense_lagrangian_bound(d, rng.uniform(0, scale, len(workers))) <= optimum + 1e-6 * abs(optimum)
 
 
-def _force_lagrangian(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The large-instance path, with column generation giving up on its first LP at once (as when it cannot finish)."""
+def _flow_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The large-instance path with its min-cost flow solver failing (as when OR-Tools reports no optimal flow): the
+    Lagrangian method takes the rest of the time."""
+    from llmos_chain.market import flow
+
     monkeypatch.setattr(A, "COLUMN_GENERATION_FROM", 0)
-    monkeypatch.setattr(A, "LAGRANGIAN_FROM", 0)
-    monkeypatch.setattr(A, "_FIRST_LP", 0.0)
+    monkeypatch.setattr(flow, "_min_cost_flow", lambda *args: None)
 
 
-def test_column_generation_keeps_going_when_its_first_lp_is_solved_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    jobs, workers = instance(400, 40, seed=4)
+@pytest.mark.parametrize("family", ["random", "few_fit", "multi_gpu"])
+def test_the_large_path_reaches_the_lp_optimum_when_given_the_time(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Column generation with the min-cost flow runs until no pair prices negative: the bound is then the LP optimum
+    (HiGHS on the whole LP, same instance), and with every job on one GPU the allocation is the integer optimum."""
+    jobs, workers = instance(300, 30, seed=4, family=family)
+    d = A._dense(jobs, workers)
+    _, lp_value, _, status = A._solve_highs(A._build(d), len(jobs), len(workers), {}, 30.0, 0.0, relax=True)
+    assert status == "Optimal"
     monkeypatch.setattr(A, "COLUMN_GENERATION_FROM", 0)
-    monkeypatch.setattr(A, "LAGRANGIAN_FROM", 0)
-    result = allocate(jobs, workers, time_limit_s=10)
-    assert not any(note.startswith("lagrangian") for note in result.notes) and result.gap <= 0.02
+    result = allocate(jobs, workers, time_limit_s=20, gap=1e-9)
     check(jobs, workers, result.assignments)
+    assert any(note.startswith("min-cost flow") and note.endswith(("converged", "gap reached")) for note in result.notes), result.notes
+    assert result.bound == pytest.approx(lp_value, rel=1e-6)
+    if all(j.gpus == 1 for j in jobs):
+        assert result.cost == pytest.approx(lp_value, rel=1e-6) and result.status == "optimal"
+    assert result.cost <= greedy(jobs, workers).cost + 1e-9
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_lagrangian_path_is_feasible_with_a_valid_bound(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The path used above LAGRANGIAN_FROM fitting pairs, forced on a medium instance: its bound never exceeds the exact
-    optimum, its allocation obeys the rules (re-checked), costs at least the optimum and never more than greedy."""
+def test_lagrangian_fallback_is_feasible_with_a_valid_bound(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the flow solver fails, the Lagrangian method's result: its bound never exceeds the exact optimum, its
+    allocation obeys the rules (re-checked), costs at least the optimum and never more than greedy."""
     jobs, workers = instance(240, 24, seed=7, family=family)
     optimum = _exact(jobs, workers)
-    _force_lagrangian(monkeypatch)
-    result = allocate(jobs, workers, time_limit_s=1.5)
+    _flow_fails(monkeypatch)
+    result = allocate(jobs, workers, time_limit_s=1.5, gap=1e-9)  # (a tiny gap: the warm start alone does not end it)
     assert any(note.startswith("lagrangian") for note in result.notes)
+    assert any(note.startswith("min-cost flow: 0 rounds") and note.endswith("no optimal flow") for note in result.notes)
     check(jobs, workers, result.assignments)
     assert result.cost == pytest.approx(objective(jobs, workers, result.assignments))
     assert math.isfinite(result.bound) and result.bound <= optimum + 1e-6 * abs(optimum)
@@ -199,10 +211,14 @@ def test_lagrangian_path_is_feasible_with_a_valid_bound(family: str, monkeypatch
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("seed", range(2))
-def test_lagrangian_path_brute_force(family: str, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("flow_works", [True, False])
+def test_large_path_brute_force(family: str, seed: int, flow_works: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     jobs, workers = instance(7, 3, seed=seed, family=family)
     best = _brute_force(jobs, workers)
-    _force_lagrangian(monkeypatch)
+    if flow_works:
+        monkeypatch.setattr(A, "COLUMN_GENERATION_FROM", 0)
+    else:
+        _flow_fails(monkeypatch)
     result = allocate(jobs, workers, time_limit_s=0.3)
     check(jobs, workers, result.assignments)
     assert result.bound <= best + 1e-9 <= result.cost + 2e-9
