@@ -115,7 +115,7 @@ def _hard(family: str, n_jobs: int, n_workers: int, rnd: random.Random) -> tuple
         workers = _fleet(rnd, n_workers, [("L4", 0.34, 8, (0.6, 1.4)), ("A100", 0.33, 8, (0.6, 1.4)), ("H100", 0.33, 8, (0.6, 1.4))])
         jobs = _jobs(rnd, n_jobs, [
             dict(share=0.4, gpus=[1], mem=[16, 24], work=(0.5, 1.5), rate=(2.0, 3.0), deadline_h=(12, 48)),
-            dict(share=0.6, gpus=[1], mem=[16, 24, 40], work=(4.0, 8.0), rate=(0.4, 0.9), deadline_h=(1.2, 8.0)),
+            dict(share=0.6, gpus=[1], mem=[16, 24, 40], work=(4.0, 8.0), rate=(0.4, 0.8), deadline_h=(1.2, 8.0)),
         ])
     elif family == "multi_gpu":
         # 8-GPU jobs need a whole node; 1-GPU jobs pay more per GPU and, cheapest node first, take one GPU of every
