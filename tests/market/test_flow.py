@@ -176,3 +176,19 @@ def test_medium_families_converge_to_the_lp(family: str) -> None:
     d, lp = _solve(jobs, workers)
     assert lp.converged
     assert lp.bound == pytest.approx(_lp_value(jobs, workers), rel=1e-6)
+
+
+def test_one_huge_payment_among_ordinary_ones_keeps_the_allocation_valid() -> None:
+    """A client escrowing 10^15 times the others' payments squeezes every other cost to a few integer units in the
+    scaled problem: the allocation must still obey the rules, place the huge job, never cost more than greedy, and the
+    bound must stay below the optimum."""
+    jobs, workers = instance(9, 3, seed=2, family="tight_memory")
+    jobs[0] = JobDemand(jobs[0].job_id, 1, 16, jobs[0].payment * 1e15, jobs[0].deadline_s, jobs[0].work)
+    best = _brute_force(jobs, workers)
+    d, lp = _solve(jobs, workers)
+    assert lp.bound <= best * (1 + 1e-9)
+    assert lp.incumbent[0] >= 0  # the job that pays most runs
+    result = A.allocate(jobs, workers, time_limit_s=2)
+    check(jobs, workers, result.assignments)
+    assert jobs[0].job_id in result.assignments
+    assert result.bound <= best * (1 + 1e-9) and result.cost <= A.greedy(jobs, workers).cost + 1e-9
