@@ -89,7 +89,7 @@ def _prices(n: int, m: int, ki: Any, pi: Any, gpus: Any, free: Any, aj: Any, aw:
     # every arc (j, w') of a job with units on w: λ_w − λ_w' ≤ κ[j, w'] − κ[j, w], an edge w' → w
     first = np.searchsorted(aj, np.arange(n + 1))  # the arcs are sorted by job
     count = first[fj + 1] - first[fj]
-    at = np.repeat(first[fj], count) + (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count))
+    at = _ranges(first[fj], count)
     to = np.repeat(fw, count)
     src = aw[at]
     jobs_ = np.repeat(fj, count)
@@ -117,6 +117,14 @@ def _prices(n: int, m: int, ki: Any, pi: Any, gpus: Any, free: Any, aj: Any, aw:
 _UNREACHED = 2**62
 
 
+def _ranges(starts: Any, counts: Any) -> Any:
+    """The indices starts[i], …, starts[i] + counts[i] − 1 of every i, concatenated."""
+    import numpy as np
+
+    offsets = np.cumsum(counts) - counts
+    return np.repeat(starts, counts) + (np.arange(int(counts.sum())) - np.repeat(offsets, counts))
+
+
 def _shortest_paths(nodes: int, src: Any, to: Any, weight: Any, source: int) -> Any:
     """Bellman-Ford from `source` over the given edges (integers; parallel edges allowed), relaxing only the edges out of
     nodes whose distance changed; `_UNREACHED` where no path; None on a negative cycle."""
@@ -136,8 +144,7 @@ def _shortest_paths(nodes: int, src: Any, to: Any, weight: Any, source: int) -> 
     out = np.searchsorted(src, np.arange(nodes + 1))  # the edges are sorted by source
     changed = np.array([source])
     for _ in range(nodes + 1):
-        count = out[changed + 1] - out[changed]
-        edges = np.repeat(out[changed], count) + (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count))
+        edges = _ranges(out[changed], out[changed + 1] - out[changed])
         reach = np.full(nodes, _UNREACHED, dtype=np.int64)
         np.minimum.at(reach, to[edges], dist[src[edges]] + weight[edges])
         better = reach < dist
