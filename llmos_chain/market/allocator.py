@@ -263,7 +263,11 @@ def _solve_highs(model: _Model, n_jobs: int, n_workers: int, start: dict[int, in
     lp = highspy.HighsLp()
     lp.num_col_ = n_pairs + n_jobs
     lp.num_row_ = n_jobs + n_workers
-    lp.col_cost_ = np.concatenate([model.pair_cost, model.payment])
+    # the objective in units of its largest coefficient: HiGHS's tolerances are absolute (1e-7 on reduced costs, 1e-6
+    # on the MIP gap), so payments of a billionth of a unit would otherwise all look optimal, and its bound unproven
+    unit = float(max(np.abs(model.payment).max(initial=0.0), np.abs(model.pair_cost).max(initial=0.0)))
+    unit = unit if 0 < unit < math.inf else 1.0
+    lp.col_cost_ = np.concatenate([model.pair_cost, model.payment]) / unit
     lp.col_lower_ = np.zeros(lp.num_col_)
     lp.col_upper_ = np.ones(lp.num_col_)
     lp.row_lower_ = np.concatenate([np.ones(n_jobs), np.full(n_workers, -highspy.kHighsInf)])
@@ -306,10 +310,10 @@ def _solve_highs(model: _Model, n_jobs: int, n_workers: int, start: dict[int, in
     solution = h.getSolution()
     values = np.asarray(solution.col_value[:n_pairs])
     if relax and duals is not None:
-        duals.append(np.asarray(solution.row_dual))
-    objective_value = float(info.objective_function_value)
+        duals.append(np.asarray(solution.row_dual) * unit)
+    objective_value = float(info.objective_function_value) * unit
     # an LP relaxation's optimum is itself a lower bound on the integer program
-    bound = objective_value if relax and status == "Optimal" else float(info.mip_dual_bound)
+    bound = objective_value if relax and status == "Optimal" else float(info.mip_dual_bound) * unit
     return values, objective_value, bound, status
 
 
@@ -617,7 +621,7 @@ def allocate(
         fallback.solve_s, fallback.notes, fallback.variables = time.perf_counter() - t, notes, n_pairs
         fallback.prices = prices
         return fallback
-    label = "optimal" if cost - bound <= gap * abs(cost) + 1e-9 else "feasible"
+    label = "optimal" if cost - bound <= (gap + 1e-12) * abs(cost) else "feasible"
     return Allocation(best, cost, bound, label, time.perf_counter() - t, n_pairs, notes, prices)
 
 

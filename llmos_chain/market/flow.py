@@ -196,8 +196,8 @@ def solve(d: Any, start_prices: Any, starts: list[Any], until: float, gap: float
     n, m = d.cost.shape
     ki, pi, scale = _scaled(d)
     units = d.gpus.astype(np.int64)
-    lam = np.rint(np.maximum(np.asarray(start_prices, dtype=float), 0.0) * scale).astype(np.int64)
-    lam = np.minimum(lam, _TOP)
+    # capped before the integer cast: prices past 2**63 / scale (or inf, NaN) would wrap to garbage
+    lam = np.rint(np.clip(np.nan_to_num(np.asarray(start_prices, dtype=float) * scale, nan=0.0), 0, _TOP)).astype(np.int64)
     buf = np.empty((n, m), dtype=np.int32)
     present = np.zeros((n, m), dtype=bool)
 

@@ -192,3 +192,17 @@ def test_one_huge_payment_among_ordinary_ones_keeps_the_allocation_valid() -> No
     check(jobs, workers, result.assignments)
     assert jobs[0].job_id in result.assignments
     assert result.bound <= best * (1 + 1e-9) and result.cost <= A.greedy(jobs, workers).cost + 1e-9
+
+
+@pytest.mark.parametrize("factor", [1e3, 1e12, math.inf, math.nan])
+def test_start_prices_of_any_size_leave_the_flow_exact(factor: float) -> None:
+    """The warm start's prices are only a starting point: prices far above every payment (1e12 times the largest
+    overflowed int64 when scaled, and with it the first Lagrangian value, which then claimed the gap reached after one
+    round at a bound 17 % below the LP), infinite or NaN ones must still give the LP optimum."""
+    jobs, workers = instance(120, 12, seed=3, family="multi_gpu")
+    d = A._dense(jobs, workers)
+    start = np.full(len(workers), factor * float((d.payment / d.gpus).max()))
+    notes: list[str] = []
+    lp = flow.solve(d, start, [A._greedy_positions(d)], time.perf_counter() + 30, -1.0, notes)
+    assert lp is not None and lp.converged, notes
+    assert lp.bound == pytest.approx(_lp_value(jobs, workers), rel=1e-6)
