@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
@@ -11,19 +10,7 @@ from llmos_chain.bench.alloc import FAMILIES, instance
 from llmos_chain.errors import AllocationError
 from llmos_chain.market import allocator as A
 from llmos_chain.market.allocator import JobDemand, WorkerSupply, allocate, check, fits, greedy, objective
-
-
-def _brute_force(jobs: list[JobDemand], workers: list[WorkerSupply]) -> float:
-    best = math.inf
-    options = [[None] + [w.worker for w in workers if fits(j, w)] for j in jobs]
-    for choice in itertools.product(*options):
-        assignment = {j.job_id: w for j, w in zip(jobs, choice, strict=True) if w is not None}
-        try:
-            check(jobs, workers, assignment)
-        except AllocationError:
-            continue
-        best = min(best, objective(jobs, workers, assignment))
-    return best
+from tests.market.exact import brute_force, exact
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -31,7 +18,7 @@ def test_small_instances_are_solved_to_the_brute_force_optimum(seed: int) -> Non
     jobs, workers = instance(7, 3, seed=seed)
     result = allocate(jobs, workers, time_limit_s=5)
     check(jobs, workers, result.assignments)
-    assert result.cost == pytest.approx(_brute_force(jobs, workers), rel=1e-9)
+    assert result.cost == pytest.approx(brute_force(jobs, workers), rel=1e-9)
     assert result.bound <= result.cost + 1e-9 and result.status == "optimal"
     assert result.cost <= greedy(jobs, workers).cost + 1e-9
 
@@ -123,21 +110,13 @@ def test_greedy_is_the_specified_greedy(family: str) -> None:
 
 @pytest.mark.parametrize("family", FAMILIES[1:])
 @pytest.mark.parametrize("seed", range(3))
-def test_hard_families_small_instances_brute_force(family: str, seed: int) -> None:
+def test_hard_families_small_instancesbrute_force(family: str, seed: int) -> None:
     jobs, workers = instance(7, 3, seed=seed, family=family)
-    best = _brute_force(jobs, workers)
+    best = brute_force(jobs, workers)
     result = allocate(jobs, workers, time_limit_s=5)
     check(jobs, workers, result.assignments)
     assert result.bound <= best + 1e-9  # a proven bound never exceeds the optimum
     assert result.cost == pytest.approx(best, rel=1e-9) and result.status == "optimal"
-
-
-def _exact(jobs: list[JobDemand], workers: list[WorkerSupply]) -> float:
-    """The integer optimum by HiGHS's branch and bound with no gap (medium instances only)."""
-    model = A._build(A._dense(jobs, workers))
-    values, value, bound, status = A._solve_highs(model, len(jobs), len(workers), {}, 60.0, 0.0)
-    assert status == "Optimal", status
-    return value
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -145,7 +124,7 @@ def test_bounds_of_both_paths_are_valid_against_the_exact_optimum(family: str, m
     import numpy as np
 
     jobs, workers = instance(240, 24, seed=7, family=family)
-    optimum = _exact(jobs, workers)
+    optimum = exact(jobs, workers)
     small = allocate(jobs, workers, time_limit_s=10)
     monkeypatch.setattr(A, "COLUMN_GENERATION_FROM", 0)  # the large-instance path (column generation, Lagrangian bound)
     large = allocate(jobs, workers, time_limit_s=10)
@@ -194,7 +173,7 @@ def test_lagrangian_fallback_is_feasible_with_a_valid_bound(family: str, monkeyp
     """When the flow solver fails, the Lagrangian method's result: its bound never exceeds the exact optimum, its
     allocation obeys the rules (re-checked), costs at least the optimum and never more than greedy."""
     jobs, workers = instance(240, 24, seed=7, family=family)
-    optimum = _exact(jobs, workers)
+    optimum = exact(jobs, workers)
     _flow_fails(monkeypatch)
     result = allocate(jobs, workers, time_limit_s=1.5, gap=1e-9)  # (a tiny gap: the warm start alone does not end it)
     assert any(note.startswith("lagrangian") for note in result.notes)
@@ -212,9 +191,9 @@ def test_lagrangian_fallback_is_feasible_with_a_valid_bound(family: str, monkeyp
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("seed", range(2))
 @pytest.mark.parametrize("flow_works", [True, False])
-def test_large_path_brute_force(family: str, seed: int, flow_works: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_pathbrute_force(family: str, seed: int, flow_works: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     jobs, workers = instance(7, 3, seed=seed, family=family)
-    best = _brute_force(jobs, workers)
+    best = brute_force(jobs, workers)
     if flow_works:
         monkeypatch.setattr(A, "COLUMN_GENERATION_FROM", 0)
     else:
@@ -309,7 +288,7 @@ def test_bound_and_status_hold_at_tiny_magnitudes() -> None:
     workers = [WorkerSupply("w0", 2, 80, 5e-11), WorkerSupply("w1", 1, 80, 0.0)]
     jobs = [JobDemand(1, 3, 16, 1e-10, 36000.0, 1.0),  # fits nothing
             JobDemand(2, 1, 40, 2e-10, 36000.0, 0.5), JobDemand(3, 1, 16, 2e-10, 36000.0, 1.0)]
-    best = _brute_force(jobs, workers)  # 1.25e-10: job 3 on the free worker, job 2 on the other
+    best = brute_force(jobs, workers)  # 1.25e-10: job 3 on the free worker, job 2 on the other
     for limit in (0.0, 1.0):  # the LP relaxation alone, then with branch and bound
         result = allocate(jobs, workers, time_limit_s=limit)
         check(jobs, workers, result.assignments)
@@ -350,3 +329,28 @@ def test_the_large_path_keeps_to_the_time_limit_when_its_sub_mip_takes_all_its_t
     check(jobs, workers, result.assignments)
     assert calls, result.notes  # the sub-MIP ran
     assert result.solve_s <= 1.0
+
+
+def test_the_large_path_keeps_the_best_of_what_it_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the flow returns only replaces what the warm start found when it is better: a worse incumbent (every job
+    left open) and a weaker bound (−10^9) from the flow leave the Lagrangian warm start's allocation and bound."""
+    import numpy as np
+
+    from llmos_chain.market import flow
+
+    jobs, workers = instance(300, 30, seed=4, family="tight_memory")
+    d = A._dense(jobs, workers)
+    start = A._greedy_positions(d)
+    warm_notes: list[str] = []
+    features = A._worker_features(workers)
+    import time as _time
+
+    warm, warm_bound, _ = A._lagrangian(d, start, *features, _time.perf_counter() + 0.3, -1.0, warm_notes)
+    monkeypatch.setattr(A, "_lagrangian", lambda *args, **kwargs: (warm, warm_bound, np.zeros(len(workers))))
+    everyone_open = np.full(len(jobs), -1)
+    bad = flow.FlowLP(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(len(workers)), -1e9,
+                      float(d.payment.sum()), 1, False, everyone_open, float(d.payment.sum()))
+    monkeypatch.setattr(flow, "solve", lambda *args, **kwargs: bad)
+    choice, bound, _ = A._large(d, start, workers, _time.perf_counter(), 2.0, -1.0, [])
+    assert bound == warm_bound
+    assert A._cost_of(d, choice) <= min(A._cost_of(d, warm), A._cost_of(d, start)) + 1e-9

@@ -3,7 +3,6 @@ shortest paths against a plain Bellman-Ford, and its integer scaling at extreme 
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 
@@ -13,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmos_chain.bench.alloc import FAMILIES, instance
-from llmos_chain.errors import AllocationError
 from llmos_chain.market import allocator as A
 from llmos_chain.market import flow
-from llmos_chain.market.allocator import JobDemand, WorkerSupply, check, fits, objective
+from llmos_chain.market.allocator import JobDemand, WorkerSupply, check
+from tests.market.exact import brute_force
 
 
 def _lp_value(jobs: list[JobDemand], workers: list[WorkerSupply]) -> float:
@@ -24,19 +23,6 @@ def _lp_value(jobs: list[JobDemand], workers: list[WorkerSupply]) -> float:
     _, value, _, status = A._solve_highs(A._build(d), len(jobs), len(workers), {}, 30.0, 0.0, relax=True)
     assert status == "Optimal"
     return value
-
-
-def _brute_force(jobs: list[JobDemand], workers: list[WorkerSupply]) -> float:
-    best = math.inf
-    options = [[None] + [w.worker for w in workers if fits(j, w)] for j in jobs]
-    for choice in itertools.product(*options):
-        assignment = {j.job_id: w for j, w in zip(jobs, choice, strict=True) if w is not None}
-        try:
-            check(jobs, workers, assignment)
-        except AllocationError:
-            continue
-        best = min(best, objective(jobs, workers, assignment))
-    return best
 
 
 def _solve(jobs: list[JobDemand], workers: list[WorkerSupply], gap: float = -1.0) -> tuple[A._Dense, flow.FlowLP]:
@@ -67,7 +53,7 @@ def _market(draw: st.DrawFn, max_jobs: int = 8, max_workers: int = 4, one_gpu: b
 def test_with_one_gpu_jobs_the_flow_is_the_integer_optimum(market: tuple[list[JobDemand], list[WorkerSupply]]) -> None:
     jobs, workers = market
     d, lp = _solve(jobs, workers)
-    best = _brute_force(jobs, workers)
+    best = brute_force(jobs, workers)
     assert lp.converged
     assert lp.incumbent_cost == pytest.approx(best, rel=1e-7, abs=1e-9)
     assert lp.bound <= best + 1e-7 * max(1.0, abs(best))
@@ -148,7 +134,7 @@ def test_extreme_magnitudes_stay_exact_enough_and_valid(scale: float) -> None:
     jobs = [JobDemand(j.job_id, 1, j.mem_gib, j.payment * scale, j.deadline_s, j.work) for j in jobs]
     workers = [WorkerSupply(w.worker, w.free_gpus, w.mem_gib, w.price_per_gpu_hour * scale, w.speed) for w in workers]
     d, lp = _solve(jobs, workers)
-    best = _brute_force(jobs, workers)
+    best = brute_force(jobs, workers)
     assert lp.bound <= best * (1 + 1e-9)
     assert lp.incumbent_cost == pytest.approx(best, rel=1e-6)
 
@@ -184,7 +170,7 @@ def test_one_huge_payment_among_ordinary_ones_keeps_the_allocation_valid() -> No
     bound must stay below the optimum."""
     jobs, workers = instance(9, 3, seed=2, family="tight_memory")
     jobs[0] = JobDemand(jobs[0].job_id, 1, 16, jobs[0].payment * 1e15, jobs[0].deadline_s, jobs[0].work)
-    best = _brute_force(jobs, workers)
+    best = brute_force(jobs, workers)
     d, lp = _solve(jobs, workers)
     assert lp.bound <= best * (1 + 1e-9)
     assert lp.incumbent[0] >= 0  # the job that pays most runs
@@ -206,3 +192,21 @@ def test_start_prices_of_any_size_leave_the_flow_exact(factor: float) -> None:
     lp = flow.solve(d, start, [A._greedy_positions(d)], time.perf_counter() + 30, -1.0, notes)
     assert lp is not None and lp.converged, notes
     assert lp.bound == pytest.approx(_lp_value(jobs, workers), rel=1e-6)
+
+
+def test_a_flow_the_solver_does_not_call_optimal_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OR-Tools answering anything but OPTIMAL (infeasible, bad cost range…) ends column generation: nothing is read
+    from a flow it did not prove optimal."""
+    from ortools.graph.python import min_cost_flow
+
+    class Refusing(min_cost_flow.SimpleMinCostFlow):  # type: ignore[misc]
+        def solve(self) -> object:
+            super().solve()
+            return self.BAD_COST_RANGE
+
+    monkeypatch.setattr(min_cost_flow, "SimpleMinCostFlow", Refusing)
+    jobs, workers = instance(30, 4, seed=1)
+    d = A._dense(jobs, workers)
+    notes: list[str] = []
+    assert flow.solve(d, np.zeros(len(workers)), [A._greedy_positions(d)], time.perf_counter() + 5, 0.0, notes) is None
+    assert notes[0].endswith("no optimal flow")
