@@ -373,3 +373,12 @@ class _Reverts:
 
 def reverts(name: str, **fields: Any) -> _Reverts:
     return _Reverts(name, **fields)
+
+
+def ctrl_c_reaches_it() -> None:
+    """`preexec_fn` for a child a test stops with SIGINT as Ctrl-C would: the default disposition, as a terminal's
+    foreground process has. A suite started in the background by a non-interactive shell inherits SIGINT ignored, and a
+    child that keeps Python's default handling would then never see the test's Ctrl-C."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

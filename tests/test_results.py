@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import http.server
 import json
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -64,6 +64,16 @@ def _small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(results, "_CHECK_SPACE_EVERY", 256 << 10)
 
 
+def _disk(monkeypatch: pytest.MonkeyPatch, root: Path, free: int) -> None:
+    """The file system under `root` as one with `free` bytes before the test wrote anything (other tests running beside
+    this one write to the real disk, so its free space is no fixed reference)."""
+
+    def usage(path: object) -> SimpleNamespace:
+        return SimpleNamespace(free=free - sum(f.stat().st_size for f in root.rglob("*") if f.is_file()))
+
+    monkeypatch.setattr(results.shutil, "disk_usage", usage)
+
+
 @pytest.mark.parametrize("size, refused", [(LIMIT, False), (LIMIT + 1, True)])
 def test_a_small_file_at_its_limit_is_fetched_and_one_byte_more_is_refused(size: int, refused: bool, tmp_path: Path) -> None:
     server, url = _server(_bundle(metrics_json=_bytes(size)))
@@ -81,8 +91,8 @@ def test_a_small_file_at_its_limit_is_fetched_and_one_byte_more_is_refused(size:
 
 def test_an_endless_output_stops_before_the_disk_fills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sealed output has no fixed limit (it grows with the model), so the free-space reserve stops it: here the
-    reserve is set 4 MiB below what is free now."""
-    monkeypatch.setattr(results, "FREE_SPACE_RESERVE", shutil.disk_usage(tmp_path).free - (4 << 20))
+    reserve is 4 MiB below what is free."""
+    _disk(monkeypatch, tmp_path, results.FREE_SPACE_RESERVE + (4 << 20))
     server, url = _server(_bundle(output_sealed=_endless))
     try:
         with pytest.raises(LlmosError, match="would leave less than .* free .*: stopped"):
@@ -93,7 +103,7 @@ def test_an_endless_output_stops_before_the_disk_fills(tmp_path: Path, monkeypat
 
 
 def test_a_large_output_within_the_reserve_is_fetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(results, "FREE_SPACE_RESERVE", shutil.disk_usage(tmp_path).free - (64 << 20))
+    _disk(monkeypatch, tmp_path, results.FREE_SPACE_RESERVE + (64 << 20))
     server, url = _server(_bundle(output_sealed=_bytes(3 * LIMIT)))
     try:
         assert (fetch_bundle(url, 1, tmp_path) / "output.sealed").stat().st_size == 3 * LIMIT
@@ -113,7 +123,7 @@ def test_checkpoints_obey_the_same_limits(tmp_path: Path, monkeypatch: pytest.Mo
         assert not (bundle / "checkpoints.key").exists()
     finally:
         server.shutdown()
-    monkeypatch.setattr(results, "FREE_SPACE_RESERVE", shutil.disk_usage(tmp_path).free - (4 << 20))
+    _disk(monkeypatch, tmp_path, results.FREE_SPACE_RESERVE + (4 << 20))
     server, url = _server({"/jobs/1/result/checkpoints.key": _bytes(100), "/jobs/1/checkpoint/1": _endless})
     try:
         with pytest.raises(LlmosError, match="stopped"):

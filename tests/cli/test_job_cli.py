@@ -15,7 +15,7 @@ import pytest
 
 from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES
 from tests.cli.test_dataset_cli import ENTRY, llmos
-from tests.helpers import PRICE, World
+from tests.helpers import PRICE, World, ctrl_c_reaches_it
 
 pytestmark = [pytest.mark.anvil, pytest.mark.skipif(not ANVIL_IN_NODE_MODULES.exists(), reason="needs anvil from `npm ci`")]
 
@@ -77,7 +77,8 @@ def test_withdraw_pays_out_an_erc20_credit(chain: dict[str, Any]) -> None:
 
 def _watch(chain: dict[str, Any], job: int, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([*ENTRY, "job", "status", str(job), "--watch", "--interval", "0.2", *chain["args"], *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "60"})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "60"},
+                            preexec_fn=ctrl_c_reaches_it)
 
 
 def test_status_watch_prints_each_state_until_the_end(chain: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from llmos_chain.chain.devchain import ANVIL_IN_NODE_MODULES
 from llmos_chain.crypto.keys import Keystore
 from llmos_chain.recipe import Recipe
 from llmos_chain.serving import ModelServer, ServeError, ask, audit_and_serve
+from tests.helpers import ctrl_c_reaches_it
 from tests.worker.conftest import anvil_provider
 from tests.worker.test_runner import Setup, _recipe
 
@@ -41,7 +42,7 @@ def test_llmos_serve_audits_then_serves_and_refuses_a_result_that_fails(tmp_path
                "--from", str(tmp_path / "results"), "--port", "0", "--rpc", provider.node.url, "--deployment", str(provider.deployment),
                "--keystore", str(tmp_path / "client-ks"), "--json"]
         before = {p for p in Path(tempfile_dir()).iterdir()}
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_reaches_it)
         try:
             line = proc.stdout.readline() if proc.stdout else ""
             assert line, proc.stderr.read() if proc.stderr else ""
