@@ -47,19 +47,13 @@ def fetch_bundle(source: str | Path, job_id: int, dest: Path, timeout: float = 6
         for name in BUNDLE_FILES:
             url = f"{text.rstrip('/')}/jobs/{job_id}/result/{name}"
             try:
-                with urllib.request.urlopen(url, timeout=timeout) as response, open(target / name, "wb") as out:  # noqa: S310
-                    _copy(response, out, url, None if name == "output.sealed" else SMALL_FILE_LIMIT, target)
+                found = _get(url, target / name, timeout, None if name == "output.sealed" else SMALL_FILE_LIMIT)
             except LlmosError:
                 shutil.rmtree(target, ignore_errors=True)
                 raise
-            except urllib.error.HTTPError as exc:
+            if not found:
                 shutil.rmtree(target, ignore_errors=True)
-                if exc.code == 404:
-                    raise ResultNotFoundError(f"{text} has no result for job {job_id}") from None
-                raise LlmosError(f"fetching {url} failed: HTTP {exc.code} {exc.reason}") from None
-            except (urllib.error.URLError, OSError) as exc:
-                shutil.rmtree(target, ignore_errors=True)
-                raise LlmosError(f"fetching {url} failed: {getattr(exc, 'reason', exc)}") from None
+                raise ResultNotFoundError(f"{text} has no result for job {job_id}")
         return target
     path = Path(urllib.parse.unquote(urllib.parse.urlparse(text).path)) if text.startswith("file://") else Path(text)
     bundle = path / str(job_id)

@@ -7,6 +7,7 @@ import http.server
 import json
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +20,10 @@ from llmos_chain.results import fetch_bundle, fetch_checkpoints
 LIMIT = 1 << 20
 
 
-def _server(routes: dict[str, Callable[[], Iterator[bytes]]]) -> tuple[http.server.ThreadingHTTPServer, str]:
+@contextmanager
+def _serving(routes: dict[str, Callable[[], Iterator[bytes]]]) -> Iterator[str]:
+    """A loopback API answering `routes` (path → body chunks; 404 elsewhere); yields its base URL."""
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             body = routes.get(self.path)
@@ -39,7 +43,10 @@ def _server(routes: dict[str, Callable[[], Iterator[bytes]]]) -> tuple[http.serv
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
 
 
 def _bytes(n: int) -> Callable[[], Iterator[bytes]]:
@@ -76,8 +83,7 @@ def _disk(monkeypatch: pytest.MonkeyPatch, root: Path, free: int) -> None:
 
 @pytest.mark.parametrize("size, refused", [(LIMIT, False), (LIMIT + 1, True)])
 def test_a_small_file_at_its_limit_is_fetched_and_one_byte_more_is_refused(size: int, refused: bool, tmp_path: Path) -> None:
-    server, url = _server(_bundle(metrics_json=_bytes(size)))
-    try:
+    with _serving(_bundle(metrics_json=_bytes(size))) as url:
         if refused:
             with pytest.raises(LlmosError, match=f"sent more than {LIMIT} bytes"):
                 fetch_bundle(url, 1, tmp_path)
@@ -85,30 +91,22 @@ def test_a_small_file_at_its_limit_is_fetched_and_one_byte_more_is_refused(size:
         else:
             bundle = fetch_bundle(url, 1, tmp_path)
             assert (bundle / "metrics.json").stat().st_size == LIMIT
-    finally:
-        server.shutdown()
 
 
 def test_an_endless_output_stops_before_the_disk_fills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sealed output has no fixed limit (it grows with the model), so the free-space reserve stops it: here the
     reserve is 4 MiB below what is free."""
     _disk(monkeypatch, tmp_path, results.FREE_SPACE_RESERVE + (4 << 20))
-    server, url = _server(_bundle(output_sealed=_endless))
-    try:
+    with _serving(_bundle(output_sealed=_endless)) as url:
         with pytest.raises(LlmosError, match="would leave less than .* free .*: stopped"):
             fetch_bundle(url, 1, tmp_path)
         assert not (tmp_path / "1").exists()
-    finally:
-        server.shutdown()
 
 
 def test_a_large_output_within_the_reserve_is_fetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _disk(monkeypatch, tmp_path, results.FREE_SPACE_RESERVE + (64 << 20))
-    server, url = _server(_bundle(output_sealed=_bytes(3 * LIMIT)))
-    try:
+    with _serving(_bundle(output_sealed=_bytes(3 * LIMIT))) as url:
         assert (fetch_bundle(url, 1, tmp_path) / "output.sealed").stat().st_size == 3 * LIMIT
-    finally:
-        server.shutdown()
 
 
 def test_checkpoints_obey_the_same_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,18 +114,12 @@ def test_checkpoints_obey_the_same_limits(tmp_path: Path, monkeypatch: pytest.Mo
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     (bundle / "trajectory.jsonl").write_text(json.dumps({"checkpoint": "ab" * 32}) + "\n")
-    server, url = _server({"/jobs/1/result/checkpoints.key": _bytes(LIMIT + 1)})
-    try:
+    with _serving({"/jobs/1/result/checkpoints.key": _bytes(LIMIT + 1)}) as url:
         with pytest.raises(LlmosError, match="sent more than"):
             fetch_checkpoints(url, 1, bundle)
         assert not (bundle / "checkpoints.key").exists()
-    finally:
-        server.shutdown()
     _disk(monkeypatch, tmp_path, results.FREE_SPACE_RESERVE + (4 << 20))
-    server, url = _server({"/jobs/1/result/checkpoints.key": _bytes(100), "/jobs/1/checkpoint/1": _endless})
-    try:
+    with _serving({"/jobs/1/result/checkpoints.key": _bytes(100), "/jobs/1/checkpoint/1": _endless}) as url:
         with pytest.raises(LlmosError, match="stopped"):
             fetch_checkpoints(url, 1, bundle)
         assert not (bundle / "checkpoints" / "1.sealed").exists()
-    finally:
-        server.shutdown()

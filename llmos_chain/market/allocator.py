@@ -462,25 +462,25 @@ def _large(d: _Dense, fallback: Any, workers: Sequence[WorkerSupply], start: flo
     features = _worker_features(workers)
     warm, bound, prices = _lagrangian(d, fallback, *features, start + min(_WARM_START * time_limit_s, _WARM_START_MAX_S), gap,
                                       notes)
-    best = warm if _cost_of(d, warm) < _cost_of(d, fallback) else fallback
-    if _cost_of(d, best) - bound <= gap * abs(_cost_of(d, best)):
+    best, best_cost = min((fallback, _cost_of(d, fallback)), (warm, _cost_of(d, warm)), key=lambda c: c[1])
+    if best_cost - bound <= gap * abs(best_cost):
         return best, bound, prices
     deadline = start + _DONE_BY * time_limit_s
     lp = flow.solve(d, prices, [fallback, warm], start + _LP_UNTIL * time_limit_s, gap, notes)
     if lp is None:
         choice, more, more_prices = _lagrangian(d, best, *features, deadline, gap, notes)
-        return (choice if _cost_of(d, choice) < _cost_of(d, best) else best), max(bound, more), (more_prices if more > bound else prices)
+        return (choice if _cost_of(d, choice) < best_cost else best), max(bound, more), (more_prices if more > bound else prices)
     if lp.bound > bound:
         bound, prices = lp.bound, lp.prices
-    if lp.incumbent is not None and lp.incumbent_cost < _cost_of(d, best):
-        best = lp.incumbent
-    if _cost_of(d, best) - bound <= gap * abs(_cost_of(d, best)) or time.perf_counter() >= deadline:
+    if lp.incumbent is not None and lp.incumbent_cost < best_cost:
+        best, best_cost = lp.incumbent, lp.incumbent_cost
+    if best_cost - bound <= gap * abs(best_cost) or time.perf_counter() >= deadline:
         return best, bound, prices
     # greedy with each pair's cost raised by its GPUs at the prices: a job that could run elsewhere leaves the GPUs the
     # LP values more to the jobs that need them
     priced = _greedy_positions(_Dense(d.gpus, d.payment, d.job_ids, d.free, d.cost + d.gpus[:, None] * lp.prices[None, :]))
-    if _cost_of(d, priced) < _cost_of(d, best):
-        best = priced
+    if _cost_of(d, priced) < best_cost:
+        best, best_cost = priced, _cost_of(d, priced)
     # the jobs the flow split over workers: a small MIP over their pairs in the LP and the GPUs the whole jobs left
     n, m = d.cost.shape
     fixed, split = flow.integral_choice(n, lp.arc_job, lp.arc_worker, lp.arc_flow, d.gpus)
@@ -500,7 +500,7 @@ def _large(d: _Dense, fallback: Any, workers: Sequence[WorkerSupply], start: flo
         if choice is not None:
             candidate = fixed.copy()
             candidate[pj[choice]] = pw[choice]
-            if _cost_of(d, candidate) < _cost_of(d, best):
+            if _cost_of(d, candidate) < best_cost:
                 best = candidate
         notes.append(f"sub-MIP over {int(loose.sum())} jobs")
     return best, bound, prices
